@@ -1,0 +1,113 @@
+"""IMPALA CNN of the Procgen paper (Cobbe et al. 2019) as an RLlib old-stack TFModelV2.
+
+A Keras functional model built once in __init__, so the same code runs in RLlib's static-graph
+("tf") and eager ("tf2") modes. models/impala_cnn_torch.py is its layer-for-layer twin.
+"""
+
+import utils  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
+
+# isort: split
+from ray.rllib.models.tf.tf_modelv2 import TFModelV2
+from ray.rllib.utils.framework import try_import_tf
+
+from utils.errors import UserError, unknown_name
+
+tf1, tf, tfv = try_import_tf()
+
+
+def model_options(cls, model_config, kwargs):
+    """DEFAULT_CONFIG updated by custom_model_config (and by the same keys that RLlib's catalog
+    passes again as keyword arguments); an unknown key is a typo that would silently do nothing.
+
+    Framework-free; the torch models import it from here (Ray loads TF and torch either way).
+    """
+    options = {**(model_config.get("custom_model_config") or {}), **kwargs}
+    for key in options:
+        if key not in cls.DEFAULT_CONFIG:
+            raise unknown_name("option", key, cls.DEFAULT_CONFIG, f"custom_model_config of {cls.__name__}")
+    return {**cls.DEFAULT_CONFIG, **options}
+
+
+def is_count(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def impala_options(cls, model_config, kwargs):
+    """model_options, plus the entry checks a type-against-default validator cannot make."""
+    options = model_options(cls, model_config, kwargs)
+    where = f"custom_model_config of {cls.__name__}"
+    if not isinstance(options["depths"], (list, tuple)) or not all(map(is_count, options["depths"])):
+        raise UserError(
+            f"depths in {where} must be a list of positive ints (channels per stage), "
+            f"got {options['depths']!r}; the default is {cls.DEFAULT_CONFIG['depths']}."
+        )
+    if not is_count(options["dense_size"]):
+        raise UserError(f"dense_size in {where} must be a positive int, got {options['dense_size']!r}.")
+    return options
+
+
+def trunk_initializer():
+    # Glorot-uniform with zero biases: the Procgen baselines' tf.layers default, kept explicit so
+    # the torch twin can use the same.
+    return tf.keras.initializers.GlorotUniform()
+
+
+def conv3x3(x, depth, name):
+    return tf.keras.layers.Conv2D(depth, 3, padding="same", kernel_initializer=trunk_initializer(), name=name)(x)
+
+
+def residual_block(x, name):
+    out = tf.keras.layers.ReLU()(x)
+    out = conv3x3(out, x.shape[-1], f"{name}_conv0")
+    out = tf.keras.layers.ReLU()(out)
+    out = conv3x3(out, x.shape[-1], f"{name}_conv1")
+    return tf.keras.layers.Add()([out, x])
+
+
+def conv_sequence(x, depth, name):
+    x = conv3x3(x, depth, f"{name}_conv")
+    x = tf.keras.layers.MaxPool2D(pool_size=3, strides=2, padding="same")(x)
+    x = residual_block(x, f"{name}_res0")
+    return residual_block(x, f"{name}_res1")
+
+
+def dense(units, name, gain=None):
+    # Orthogonal heads as in the Procgen baselines: a small policy gain makes the first policy
+    # near uniform.
+    init = trunk_initializer() if gain is None else tf.keras.initializers.Orthogonal(gain=gain)
+    return tf.keras.layers.Dense(units, kernel_initializer=init, name=name)
+
+
+def build_impala_cnn(obs_shape, num_outputs, depths, dense_size):
+    """Keras model: float obs in [0, 255], (N, H, W, C) -> [logits (N, num_outputs), value (N, 1)]."""
+    obs = tf.keras.layers.Input(shape=obs_shape, dtype=tf.float32, name="observations")
+    x = tf.keras.layers.Rescaling(1.0 / 255.0)(obs)
+    for i, depth in enumerate(depths):
+        x = conv_sequence(x, depth, f"seq{i}")
+    x = tf.keras.layers.Flatten()(x)
+    x = tf.keras.layers.ReLU()(x)
+    x = tf.keras.layers.ReLU()(dense(dense_size, "hidden")(x))
+    logits = dense(num_outputs, "pi", gain=0.01)(x)
+    value = dense(1, "vf", gain=1.0)(x)
+    return tf.keras.Model(obs, [logits, value])
+
+
+class ImpalaCNN(TFModelV2):
+    """obs uint8 (N, H, W, C) -> logits (N, num_outputs); value_function() -> (N,)."""
+
+    DEFAULT_CONFIG = {"depths": [16, 32, 32], "dense_size": 256}
+
+    def __init__(self, obs_space, action_space, num_outputs, model_config, name, **kwargs):
+        super().__init__(obs_space, action_space, num_outputs, model_config, name)
+        options = impala_options(type(self), model_config, kwargs)
+        self.base_model = build_impala_cnn(obs_space.shape, num_outputs, options["depths"], options["dense_size"])
+        self._value = None
+
+    def forward(self, input_dict, state, seq_lens):
+        # RLlib feeds obs in the space's dtype (uint8) or as floats; the model wants float32.
+        logits, self._value = self.base_model(tf.cast(input_dict["obs"], tf.float32))
+        return logits, state
+
+    def value_function(self):
+        assert self._value is not None, "must call forward() first"
+        return tf.reshape(self._value, [-1])
