@@ -1,0 +1,38 @@
+"""Training improves the policy, not just runs: PPO on one fixed level must beat the random policy clearly.
+
+experiments/learning-check.yaml's `stop.episode_reward_mean` is the pass threshold and its
+`stop.timesteps_total` the fail limit. The random policy's return on the same level is measured here,
+in the same run, so the threshold's margin over random is checked too.
+"""
+
+import json
+
+import yaml
+
+from tests.conftest import ROOT
+from tests.test_train_e2e import progress_lines, train
+
+LEARNING = ROOT / "experiments" / "learning-check.yaml"
+RANDOM = ROOT / "experiments" / "random-policy.yaml"
+
+
+def test_ppo_beats_random_policy_on_a_fixed_level(tmp_path):
+    (name, spec), = yaml.safe_load(LEARNING.read_text()).items()
+    env_config = spec["config"]["env_config"]
+    assert env_config["num_levels"] == 1, "the check runs on a single fixed level"
+    threshold = spec["stop"]["episode_reward_mean"]
+    game, level = env_config["env_name"], env_config["start_level"]
+
+    baseline = train(tmp_path / "random", f"env_config.env_name={game}", "env_config.num_levels=1",
+                     f"env_config.start_level={level}", "stop.timesteps_total=30000", experiment=RANDOM)
+    random_return = progress_lines(baseline.stdout)[-1]["episode_reward_mean"]
+
+    proc = train(tmp_path / "ppo", experiment=LEARNING)
+    rows = progress_lines(proc.stdout)
+    summary = json.loads((tmp_path / "ppo" / "out" / name / game / "summary.json").read_text())
+    print(f"random_return: {random_return:.2f}, threshold: {threshold}, reached: {rows[-1]['episode_reward_mean']:.2f} "
+          f"at timesteps_total {rows[-1]['timesteps_total']:.0f} in {rows[-1]['time_total_s']:.0f}s")
+    assert summary["stopped_by"] == "episode_reward_mean", f"did not reach {threshold} within the step cap: {rows[-1]}"
+    assert rows[-1]["episode_reward_mean"] >= threshold
+    assert threshold >= random_return + 0.25 * abs(random_return) + 1, (
+        f"threshold {threshold} is not clearly above the random policy's {random_return:.2f} on this level")
