@@ -6,9 +6,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import utils  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
+import utils  # noqa: F401, I001  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
 
-import pytest
+import pytest  # isort: skip
 
 ROOT = Path(__file__).resolve().parents[1]
 # Unix socket paths are limited to 107 bytes, so Ray's temp dir must stay short.

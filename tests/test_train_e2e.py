@@ -36,8 +36,9 @@ def progress_lines(stdout):
 
 @pytest.mark.parametrize("framework, model", [("torch", "impala_cnn_torch"), ("tf", "impala_cnn_tf")])
 def test_tiny_train_then_rollout(tmp_path, framework, model):
-    proc = train(tmp_path, *TINY, f"framework={framework}", f"model.custom_model={model}")
+    proc = train(tmp_path, *TINY, f"framework={framework}", f"model.custom_model={model}", "--progress-bar", "on")
     rows = progress_lines(proc.stdout)
+    assert "100%|" in proc.stderr and "1.02k/1.02k" in proc.stderr, "the progress bar reaches the stop budget"
     assert rows and rows[-1]["timesteps_total"] >= 1024
     for key in ("training_iteration", "timesteps_total", "episode_reward_mean", "steps_per_second"):
         assert key in rows[-1]
