@@ -94,19 +94,18 @@ def print_plan(exp, run_dir, cpus, gpus):
     print("  " + yaml.safe_dump(exp.to_yaml_dict(), sort_keys=False).replace("\n", "\n  ").rstrip())
 
 
-def build_algorithm(exp):
+def build_algorithm(exp, algo_config):
     import tempfile
 
     import ray.tune.trainable.trainable as trainable
 
     from registry import register_all
-    from utils.config import build_algorithm_config
 
     # Outside Tune, every Algorithm makes an empty dir in ~/ray_results; this project logs to its run dir instead.
     trainable.DEFAULT_STORAGE_PATH = tempfile.gettempdir()
     model = exp.config.get("model", {}).get("custom_model")
     register_all(models=[model] if model else [])
-    return build_algorithm_config(exp).build_algo()
+    return algo_config.build_algo()
 
 
 def restore_newest(algo, run_dir):
@@ -157,12 +156,12 @@ class SignalGuard:
             raise Interrupted(self.pending)
 
 
-def train(exp, run_dir, progress_mode):
+def train(exp, algo_config, run_dir, progress_mode):
     from utils.progress import Progress, metrics, stop_reason
     from utils.results import ResultLogger
 
     guard = SignalGuard()
-    algo = build_algorithm(exp)
+    algo = build_algorithm(exp, algo_config)
     resumed = restore_newest(algo, run_dir)
     last = {"training_iteration": algo.iteration, "timesteps_total": algo._counters.get("num_env_steps_sampled", 0)}
     if resumed:
@@ -224,18 +223,25 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     try:
-        from utils.config import load_experiment
+        from utils.config import build_algorithm_config, load_experiment
 
         cpus, gpus = machine_resources(args)
         exp = load_experiment(args.experiment_file, args.overrides, cpus=cpus, gpus=gpus)
+        algo_config = build_algorithm_config(exp)  # RLlib's own checks, before anything is written
         run_dir = prepare_run_dir(args, exp)
         print_plan(exp, run_dir, cpus, gpus)
         save_resolved(run_dir, exp, argv)
         start_ray(args, cpus, gpus)
-        return train(exp, run_dir, args.progress_bar)
+        return train(exp, algo_config, run_dir, args.progress_bar)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Interrupted as e:
+        print(f"interrupted: {e} received before training started; nothing to save", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        print("interrupted: SIGINT received before training started; nothing to save", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 def start_ray(args, cpus, gpus):

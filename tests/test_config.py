@@ -171,7 +171,8 @@ def test_missing_file_is_a_user_error(tmp_path):
     assert "does not exist" in error_of(tmp_path / "nope.yaml")
 
 
-@pytest.mark.parametrize("case", ["unknown_key", "duplicate_key", "syntax", "unknown_game", "wrong_type_bool"])
+@pytest.mark.parametrize("case", ["unknown_key", "duplicate_key", "syntax", "unknown_game", "wrong_type_bool",
+                                  "rllib_inconsistent_batch"])
 def test_train_cli_prints_one_message_and_no_traceback(case, write_yaml, tmp_path):
     path = write_yaml(_yaml(ERROR_CASES[case][0]))
     proc = run_script("train.py", "-f", path, env={"OUTPUTS_DIR": str(tmp_path / "out")}, timeout=120)
