@@ -1,0 +1,334 @@
+"""Throughput of this machine against its limits, measured in one run (`./run.sh --bench`).
+
+    python scripts/bench.py [--quick] [--repeats 3] [--out DIR] [--frameworks tf torch] [--games coinrun bigfish]
+
+Figures (each the median of --repeats measurements, with min and max):
+  procgen_raw       raw procgen, 64 games per call, random actions (the env's ceiling)
+  vector_env        this project's vector env, same games and actions, as a ratio to raw
+  rllib_sampling    RLlib sampling with the IMPALA CNN policy (inference only), as a ratio to raw
+  compute_ceiling   the baseline PPO's arithmetic alone, per framework: a rollout forward pass over the
+                    train batch + epochs x minibatches of forward/backward/Adam, no env, no Ray
+  full_training     impala-baseline(-torch).yaml fitted to this machine, as a ratio to its framework's ceiling
+
+Each measurement runs in its own process (TF's eager mode and Ray's state must not leak between them).
+Writes bench.json and bench.md under OUT (default $OUTPUTS_DIR/bench), with the machine's CPU, cores,
+GPU and package versions. --quick shrinks every size to seconds (used by the tests); its figures mean nothing.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import utils  # noqa: E402, F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
+
+EXPERIMENTS = {"tf": "experiments/impala-baseline.yaml", "torch": "experiments/impala-baseline-torch.yaml"}
+PACKAGES = ("ray", "procgen-mirror", "tensorflow", "torch", "numpy", "gymnasium")
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def sizes(quick):
+    """The baseline's batch geometry (Procgen paper PPO), or a toy one for --quick."""
+    if quick:
+        return {"num_envs": 8, "steps": 40, "train_batch": 256, "minibatch": 128, "epochs": 1, "model": {"depths": [4, 8, 8], "dense_size": 32}}
+    return {"num_envs": 64, "steps": 500, "train_batch": 16384, "minibatch": 2048, "epochs": 3, "model": {}}
+
+
+# --------------------------------------------------------------------------- measurements (child side)
+
+
+def measure_env(args):
+    import numpy as np
+
+    from scripts.bench_env import raw_rate, vector_rate
+
+    s = sizes(args.quick)
+    actions = np.random.default_rng(0).integers(0, 15, size=(s["steps"], s["num_envs"])).astype(np.int32)
+    fn = raw_rate if args.what == "procgen_raw" else vector_rate
+    return fn(args.game, actions, 0)
+
+
+def measure_ceiling(args):
+    """steps/s of PPO's arithmetic alone: rollout inference on the batch, then the SGD epochs."""
+    import numpy as np
+
+    s = sizes(args.quick)
+    obs = np.random.default_rng(0).integers(0, 256, (s["train_batch"], 64, 64, 3), dtype=np.uint8)
+    step = _tf_ceiling(obs, s) if args.framework == "tf" else _torch_ceiling(obs, s)
+    step()  # warm-up: tracing, allocator, oneDNN caches
+    start = time.perf_counter()
+    step()
+    return s["train_batch"] / (time.perf_counter() - start)
+
+
+def _model_args(s):
+    import gymnasium as gym
+    import numpy as np
+
+    space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    return space, gym.spaces.Discrete(15), 15, {"custom_model_config": s["model"]}, "bench"
+
+
+def _torch_ceiling(obs, s):
+    import torch
+
+    from models.impala_cnn_torch import ImpalaCNN
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = ImpalaCNN(*_model_args(s)).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4)
+    data = torch.from_numpy(obs).to(device)
+    n, mb, envs = len(obs), s["minibatch"], s["num_envs"]
+
+    def step():
+        with torch.no_grad():
+            for i in range(0, n, envs):
+                model({"obs": data[i:i + envs]}, [], None)
+        for _ in range(s["epochs"]):
+            for idx in torch.randperm(n, device=device).split(mb):
+                logits, _ = model({"obs": data[idx]}, [], None)
+                loss = torch.logsumexp(logits, 1).mean() + model.value_function().pow(2).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+                opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    return step
+
+
+def _tf_ceiling(obs, s):
+    import tensorflow as tf
+
+    from models.impala_cnn_tf import ImpalaCNN
+
+    model = ImpalaCNN(*_model_args(s))
+    variables = model.trainable_variables()
+    opt = tf.keras.optimizers.Adam(5e-4)
+    n, mb, envs = len(obs), s["minibatch"], s["num_envs"]
+
+    @tf.function
+    def act(batch):
+        return model({"obs": batch}, [], None)[0]
+
+    @tf.function
+    def train(batch):
+        with tf.GradientTape() as tape:
+            logits, _ = model({"obs": batch}, [], None)
+            loss = tf.reduce_mean(tf.reduce_logsumexp(logits, 1)) + tf.reduce_mean(tf.square(model.value_function()))
+        grads, _ = tf.clip_by_global_norm(tape.gradient(loss, variables), 0.5)
+        opt.apply_gradients(zip(grads, variables))
+
+    data = tf.constant(obs)
+
+    def step():
+        for i in range(0, n, envs):
+            act(data[i:i + envs])
+        for _ in range(s["epochs"]):
+            perm = tf.random.shuffle(tf.range(n))
+            for i in range(0, n, mb):
+                train(tf.gather(data, perm[i:i + mb]))
+        variables[0].numpy()
+
+    return step
+
+
+def _experiment(args):
+    from utils.config import load_experiment
+
+    s = sizes(args.quick)
+    overrides = []
+    if args.quick:
+        overrides = [f"train_batch_size={s['train_batch']}", f"minibatch_size={s['minibatch']}", "num_epochs=1",
+                     f"num_envs_per_env_runner={s['num_envs']}", "num_env_runners=0", "rollout_fragment_length=auto"]
+        framework_model = "impala_cnn_tf" if args.framework == "tf" else "impala_cnn_torch"
+        overrides += [f"model.custom_model={framework_model}", f"model.custom_model_config={json.dumps(s['model'])}"]
+    cpus = len(os.sched_getaffinity(0))
+    gpus = _gpu_count()
+    return load_experiment(ROOT / EXPERIMENTS[args.framework], overrides, cpus=cpus, gpus=gpus), cpus, gpus
+
+
+def _build(args):
+    import ray
+
+    from registry import register_all
+    from utils.config import build_algorithm_config
+
+    exp, cpus, gpus = _experiment(args)
+    ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, log_to_driver=False)
+    register_all(models=[exp.config["model"]["custom_model"]])
+    return build_algorithm_config(exp).build_algo()
+
+
+def measure_sampling(args):
+    algo = _build(args)
+    runner = algo.env_runner if not algo.env_runner_group.num_remote_workers() else None
+    sample = runner.sample if runner else (lambda: algo.env_runner_group.foreach_env_runner(lambda w: w.sample(), local_env_runner=False))
+    sample()
+    start = time.perf_counter()
+    batch = sample()
+    steps = batch.env_steps() if runner else sum(b.env_steps() for b in batch)
+    rate = steps / (time.perf_counter() - start)
+    algo.stop()
+    return rate
+
+
+def measure_training(args):
+    algo = _build(args)
+    algo.train()  # warm-up: graph tracing, first weights sync
+    steps, start = 0, time.perf_counter()
+    for _ in range(args.iterations):
+        steps += algo.train()["num_env_steps_sampled_this_iter"]
+    rate = steps / (time.perf_counter() - start)
+    algo.stop()
+    return rate
+
+
+MEASURES = {"procgen_raw": measure_env, "vector_env": measure_env, "rllib_sampling": measure_sampling,
+            "compute_ceiling": measure_ceiling, "full_training": measure_training}
+
+
+# --------------------------------------------------------------------------- orchestration (parent side)
+
+
+def run_child(args, what, **kw):
+    """One measurement in a fresh process; returns steps/s."""
+    cmd = [sys.executable, __file__, "--child", what, "--iterations", str(args.iterations)]
+    if args.quick:
+        cmd.append("--quick")
+    for key, value in kw.items():
+        cmd += [f"--{key}", str(value)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rb", dir="/tmp"))
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("steps_per_second: ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{what} {kw} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    return float(lines[-1].split(": ")[1])
+
+
+def repeated(args, what, **kw):
+    values = [run_child(args, what, **kw) for _ in range(args.repeats)]
+    row = {"figure": what, **kw, "median": statistics.median(values), "min": min(values), "max": max(values)}
+    label = " ".join([what, *map(str, kw.values())])
+    print(f"{label.replace(' ', '_')}_steps_per_second: {row['median']:.1f} (min {row['min']:.1f}, max {row['max']:.1f})", flush=True)
+    return row
+
+
+def bench(args):
+    rows = []
+    raw = {}
+    for game in args.games:
+        raw[game] = repeated(args, "procgen_raw", game=game)
+        vec = repeated(args, "vector_env", game=game)
+        vec["reference"], vec["ratio"] = f"procgen_raw {game}", vec["median"] / raw[game]["median"]
+        rows += [raw[game], vec]
+    for framework in args.frameworks:
+        sampling = repeated(args, "rllib_sampling", framework=framework)
+        sampling["reference"] = f"procgen_raw {args.games[0]}"
+        sampling["ratio"] = sampling["median"] / raw[args.games[0]]["median"]
+        ceiling = repeated(args, "compute_ceiling", framework=framework)
+        full = repeated(args, "full_training", framework=framework)
+        full["reference"], full["ratio"] = f"compute_ceiling {framework}", full["median"] / ceiling["median"]
+        rows += [sampling, ceiling, full]
+    return rows
+
+
+def _gpu_count():
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
+def machine():
+    from importlib import metadata
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() \
+        if _which("nvidia-smi") else ""
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "gpu": gpu or "none", "python": platform.python_version(),
+            "packages": versions, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg()}
+
+
+def _which(name):
+    return any((Path(p) / name).exists() for p in os.environ.get("PATH", "").split(os.pathsep))
+
+
+def markdown(rows, info, args):
+    out = [f"# Throughput on {info['cpu']} ({info['cores']} cores, GPU: {info['gpu']})", "",
+           f"{info['date']}; median of {args.repeats} (min, max); steps are environment steps per second."
+           + (" QUICK MODE: toy sizes, figures mean nothing." if args.quick else ""), "",
+           "| figure | game / framework | steps/s median | min | max | reference | ratio |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        what = r.get("game") or r.get("framework")
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
+        out.append(f"| {r['figure']} | {what} | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} | {r.get('reference', '')} | {ratio} |")
+    out += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()), ""]
+    return "\n".join(out)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="toy sizes (seconds); for testing the bench itself")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=2, help="timed training iterations per measurement")
+    p.add_argument("--games", nargs="+", default=["coinrun", "bigfish"])
+    p.add_argument("--frameworks", nargs="+", default=["tf", "torch"], choices=["tf", "torch"])
+    p.add_argument("--out", default=os.path.join(os.environ.get("OUTPUTS_DIR", "outputs"), "bench"))
+    p.add_argument("--child", choices=sorted(MEASURES), help=argparse.SUPPRESS)
+    p.add_argument("--game", help=argparse.SUPPRESS)
+    p.add_argument("--framework", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    from envs.games import GAMES
+
+    for game in args.games:
+        if game not in GAMES:
+            p.error(f'unknown game "{game}". Allowed: {", ".join(GAMES)}')
+    if args.repeats < 1 or args.iterations < 1:
+        p.error("--repeats and --iterations must be >= 1")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.child:
+        args.what = args.child
+        print(f"steps_per_second: {MEASURES[args.child](args):.3f}", flush=True)
+        return 0
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, GPU: {info['gpu']}", flush=True)
+    rows = bench(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps({"machine": info, "quick": args.quick, "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
+    text = markdown(rows, info, args)
+    (out / "bench.md").write_text(text)
+    print(text)
+    print(f"written: {out / 'bench.json'}, {out / 'bench.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
