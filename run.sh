@@ -3,6 +3,9 @@
 #   ./run.sh --train     train $EXPERIMENT (default experiments/impala-baseline.yaml); extra args go to train.py
 #   ./run.sh --rollout   evaluate the newest checkpoint of $EXPERIMENT (or $CHECKPOINT) for $EPISODES episodes
 #   ./run.sh --test      run the test suite (extra args go to pytest)
+#   ./run.sh --validate  preflight for AIcrowd's grader (seconds, no training): aicrowd.json, budget, resources, $ENVS
+#   ./run.sh --evaluate  grade locally: train + roll out each game of $ENVS (TIMESTEPS, TIME_LIMIT, EPISODES), score
+#   ./run.sh --submit "description"   preflight, then aicrowd submission create (pushes a submission- tag)
 # Outside AIcrowd's grader it installs what is missing itself: a .venv from the pinned requirements.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -13,7 +16,7 @@ export OUTPUTS_DIR=${OUTPUTS_DIR:-./outputs}
 export PYTHONUNBUFFERED=1
 
 usage() {
-  sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'
 }
 
 # Pick a Python that has the pinned packages; build .venv from the requirements when there is none.
@@ -61,12 +64,24 @@ case "$cmd" in
     PY=$(python_for requirements.txt requirements-dev.txt)
     exec "$PY" -m pytest tests "$@"
     ;;
+  --validate)
+    PY=$(python_for requirements.txt)
+    exec "$PY" -m aicrowd_tools validate "$@"
+    ;;
+  --evaluate)
+    PY=$(python_for requirements.txt)
+    exec "$PY" -m aicrowd_tools evaluate "$@"
+    ;;
+  --submit)
+    PY=$(python_for requirements.txt requirements-dev.txt)
+    exec "$PY" -m aicrowd_tools submit "$@"
+    ;;
   -h|--help|"")
     usage
     [[ -n "$cmd" ]]
     ;;
   *)
-    echo "error: unknown command \"$cmd\". Use one of: --train, --rollout, --test." >&2
+    echo "error: unknown command \"$cmd\". Use one of: --train, --rollout, --test, --validate, --evaluate, --submit." >&2
     exit 2
     ;;
 esac

@@ -39,6 +39,7 @@ def parse_args(argv):
     p.add_argument("--outputs-dir", default=os.environ.get("OUTPUTS_DIR", "outputs"),
                    help="where run directories go (default: $OUTPUTS_DIR or %(default)s)")
     p.add_argument("--run-dir", help="run directory (default: OUTPUTS_DIR/EXPERIMENT_NAME/GAME)")
+    p.add_argument("--log-dir", help="where result.json and TensorBoard events go (default: the run directory)")
     p.add_argument("--fresh", action="store_true",
                    help="start from scratch: move an existing run directory aside (to RUN_DIR.old-TIME) first")
     p.add_argument("--num-cpus", type=int, help="CPUs to use (default: this machine's)")
@@ -156,7 +157,7 @@ class SignalGuard:
             raise Interrupted(self.pending)
 
 
-def train(exp, algo_config, run_dir, progress_mode):
+def train(exp, algo_config, run_dir, progress_mode, log_dir=None):
     from utils.progress import Progress, metrics, stop_reason
     from utils.results import ResultLogger
 
@@ -172,7 +173,7 @@ def train(exp, algo_config, run_dir, progress_mode):
     bar = Progress(exp.stop, last, enabled={"auto": None, "on": True, "off": False}[progress_mode])
     freq, keep = exp.spec["checkpoint_freq"], exp.spec["keep_checkpoints_num"]
     checkpoint = None
-    logger = ResultLogger(run_dir)
+    logger = ResultLogger(log_dir or run_dir)
     try:
         while True:
             result = algo.train()
@@ -232,7 +233,10 @@ def main(argv=None):
         print_plan(exp, run_dir, cpus, gpus)
         save_resolved(run_dir, exp, argv)
         start_ray(args, cpus, gpus)
-        return train(exp, algo_config, run_dir, args.progress_bar)
+        log_dir = Path(args.log_dir) if args.log_dir else None
+        if log_dir:
+            log_dir.mkdir(parents=True, exist_ok=True)
+        return train(exp, algo_config, run_dir, args.progress_bar, log_dir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -129,7 +129,7 @@ def _tf_ceiling(obs, s):
             logits, _ = model({"obs": batch}, [], None)
             loss = tf.reduce_mean(tf.reduce_logsumexp(logits, 1)) + tf.reduce_mean(tf.square(model.value_function()))
         grads, _ = tf.clip_by_global_norm(tape.gradient(loss, variables), 0.5)
-        opt.apply_gradients(zip(grads, variables))
+        opt.apply_gradients(zip(grads, variables, strict=True))
 
     data = tf.constant(obs)
 
