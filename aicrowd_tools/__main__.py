@@ -1,0 +1,69 @@
+"""python -m aicrowd_tools validate | evaluate | submit "description"  (run.sh's --validate, --evaluate, --submit)."""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import utils  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
+from utils.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m aicrowd_tools", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("validate", help="preflight: check the repo against the grader's rules (no training)")
+    sub.add_parser("evaluate", help="grade locally: train and roll out each game of $ENVS, then score")
+    submit = sub.add_parser("submit", help="preflight, then aicrowd submission create -d DESCRIPTION")
+    submit.add_argument("description", nargs="*", help="what this submission tries")
+    return p.parse_args(argv)
+
+
+def grader_games():
+    """$ENVS, else all 16 games: the grader's private games can be any of them."""
+    return os.environ.get("ENVS") or "all"
+
+
+def validate():
+    from aicrowd_tools.grader import GRADER_CPUS, GRADER_GPUS, MAX_ENV_STEPS, MAX_TRAIN_SECONDS
+    from aicrowd_tools.preflight import Context, run_checks, summary_line
+
+    ctx = Context(ROOT, os.environ.get("EXPERIMENT") or DEFAULT_EXPERIMENT, grader_games())
+    print(f"validate: {ctx.experiment} against AIcrowd's Procgen grader ({GRADER_CPUS} vCPU, {GRADER_GPUS} GPU, "
+          f"{MAX_ENV_STEPS:,} env steps, {MAX_TRAIN_SECONDS // 3600} h of training, files <= 30 MB)")
+    results = run_checks(ctx)
+    print(summary_line(results))
+    return 0 if all(r.ok for r in results) else 1
+
+
+def evaluate():
+    from aicrowd_tools.evaluate import main
+
+    return main(ROOT, os.environ)
+
+
+def submit(description):
+    from aicrowd_tools.submit import main
+
+    return main(ROOT, os.environ.get("EXPERIMENT") or DEFAULT_EXPERIMENT, grader_games(), description)
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.chdir(ROOT)
+    try:
+        if args.command == "validate":
+            return validate()
+        if args.command == "evaluate":
+            return evaluate()
+        return submit(" ".join(args.description).strip())
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

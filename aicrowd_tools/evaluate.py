@@ -1,0 +1,355 @@
+"""Grade locally as AIcrowd's grader does: per game, `./run.sh --train` then `./run.sh --rollout`, then score.
+
+Each game runs with AICROWD_IS_GRADING set, its own empty OUTPUTS_DIR, a copy of the experiment whose
+env_name is the game (the grader replaces it the same way), the grader's 8 vCPU / 1 GPU caps, the step
+budget and a wall-clock limit: when the limit is reached, training gets SIGTERM (train.py saves a
+checkpoint) and the last checkpoint is rolled out, as on the grader.
+
+Settings (environment variables, as run.sh's others): EXPERIMENT, ENVS (default: the six public round-2
+games; `all`: the 16), TIMESTEPS (env steps per game, default and at most 8000000), TIME_LIMIT (wall clock
+per game's training, default 2h), EPISODES (rollout episodes, default 5), OUTPUTS_DIR.
+"""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aicrowd_tools.grader import (
+    GRADER_CPUS,
+    GRADER_GPUS,
+    MAX_ENV_STEPS,
+    MAX_TRAIN_SECONDS,
+    frame_skip,
+    parse_count,
+    parse_duration,
+    parse_games,
+)
+from utils.errors import UserError
+
+GRACE_SECONDS = 120  # after SIGTERM at the time limit, how long train.py may take to save its checkpoint
+DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
+
+
+@dataclass
+class Settings:
+    experiment: str
+    games: tuple
+    timesteps: int
+    time_limit: float
+    episodes: int
+    outputs_dir: Path
+
+
+def read_settings(environ):
+    """Settings from the environment; UserError naming the variable on bad input."""
+    return Settings(
+        experiment=environ.get("EXPERIMENT") or DEFAULT_EXPERIMENT,
+        games=parse_games(environ.get("ENVS", "")),
+        timesteps=parse_count(environ.get("TIMESTEPS") or MAX_ENV_STEPS, "TIMESTEPS", 2048, maximum=MAX_ENV_STEPS),
+        time_limit=parse_duration(environ.get("TIME_LIMIT") or MAX_TRAIN_SECONDS, "TIME_LIMIT"),
+        episodes=parse_count(environ.get("EPISODES") or 5, "EPISODES", 5),
+        outputs_dir=Path(environ.get("OUTPUTS_DIR") or "outputs"),
+    )
+
+
+def grader_resources(aicrowd_gpu):
+    """This machine's CPUs and GPUs, capped at what the grader gives."""
+    cpus = min(GRADER_CPUS, len(os.sched_getaffinity(0)))
+    gpus = 0
+    if aicrowd_gpu:
+        try:
+            import torch
+
+            gpus = min(GRADER_GPUS, torch.cuda.device_count())
+        except ImportError:
+            gpus = 0
+    return cpus, gpus
+
+
+def preflight(root, settings):
+    """The experiment checks (load, budget, resources, games); UserError when one fails."""
+    from aicrowd_tools.preflight import EXPERIMENT_CHECKS, Context, run_checks
+
+    ctx = Context(root, settings.experiment, ",".join(settings.games))
+    results = run_checks(ctx, EXPERIMENT_CHECKS)
+    if not all(r.ok for r in results):
+        raise UserError("the experiment fails the preflight above; nothing was trained. Fix it (./run.sh --validate shows every check).")
+    try:
+        gpu = ctx.aicrowd_json().get("gpu") is not False
+    except Exception:  # noqa: BLE001  (a broken aicrowd.json is --validate's business; assume the GPU)
+        gpu = True
+    return ctx.exp(), gpu
+
+
+def game_experiment(settings, game, path):
+    """Write the experiment with env_name replaced by `game`, as the grader does; its path."""
+    import yaml
+
+    from utils.loader import load_yaml
+
+    data = load_yaml(settings.experiment)
+    (name, spec), = data.items()
+    config = spec.setdefault("config", {}) or {}
+    spec["config"] = config
+    env_config = config.get("env_config") or {}
+    env_config["env_name"] = game
+    config["env_config"] = env_config
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def child_env(environ, settings, exp_path, outputs):
+    env = {**environ, "AICROWD_IS_GRADING": "1", "EXPERIMENT": str(exp_path), "OUTPUTS_DIR": str(outputs),
+           "EPISODES": str(settings.episodes), "PYTHONUNBUFFERED": "1"}
+    # Under AICROWD_IS_GRADING run.sh takes python3 from PATH, as in the grader's image: this Python.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
+    env.pop("CHECKPOINT", None)
+    return env
+
+
+def run_logged(cmd, root, env, log, limit=None):
+    """Run `cmd` with output to `log`; at `limit` seconds send SIGTERM. (returncode, wall seconds, hit limit)."""
+    start = time.monotonic()
+    hit = False
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            try:
+                proc.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                hit = True
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=GRACE_SECONDS)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        except KeyboardInterrupt:
+            # The child got the same Ctrl-C and saves a checkpoint: let it finish.
+            proc.wait(timeout=GRACE_SECONDS)
+            raise
+    return proc.returncode, time.monotonic() - start, hit
+
+
+def error_line(log, fallback):
+    """The first `error: ` line a script printed, else `fallback`."""
+    try:
+        for line in Path(log).read_text(errors="replace").splitlines():
+            if line.startswith("error: "):
+                return line[len("error: "):]
+    except OSError:
+        pass
+    return fallback
+
+
+def train_game(root, settings, ctx_env, exp, game, game_dir, resources):
+    """Train one game under the budget and the time limit; a row of results (status failed on error)."""
+    from utils.checkpoints import newest_checkpoint
+
+    skip = frame_skip(exp)
+    stop_steps = min(int(exp.stop.get("timesteps_total") or MAX_ENV_STEPS), settings.timesteps // skip)
+    cmd = ["./run.sh", "--train", f"stop.timesteps_total={max(stop_steps, 1)}", "--num-cpus", str(resources[0]),
+           "--num-gpus", str(resources[1]), "--progress-bar", "off"]
+    log = game_dir / "train.log"
+    rc, wall, hit = run_logged(cmd, root, ctx_env, log, limit=settings.time_limit)
+    run_dir = game_dir / "outputs" / exp.name / game
+    row = {"game": game, "status": "ok", "train_wall_s": round(wall, 1), "train_log": str(log)}
+    summary = _read_json(run_dir / "summary.json") or {}
+    steps = summary.get("timesteps_total")
+    row["env_steps"] = int(steps * skip) if isinstance(steps, (int, float)) and not math.isnan(steps) else None
+    row["train_time_s"] = summary.get("time_total_s")
+    row["stopped_by"] = "time_limit" if hit else summary.get("stopped_by")
+    if hit and newest_checkpoint(run_dir) is None:
+        return _failed(row, f"the time limit ({settings.time_limit:g} s) came before the first checkpoint; see {log}")
+    if rc != 0 and not hit:
+        return _failed(row, error_line(log, f"./run.sh --train exited {rc}; see {log}"))
+    if newest_checkpoint(run_dir) is None:
+        return _failed(row, f"training wrote no checkpoint in {run_dir}; set checkpoint_at_end: true")
+    time_s = row["train_time_s"]
+    row["steps_per_second"] = round(row["env_steps"] / time_s, 1) if row["env_steps"] and time_s else None
+    return row
+
+
+def rollout_game(root, ctx_env, row, game_dir):
+    log = game_dir / "rollout.log"
+    out = game_dir / "rollout.json"
+    rc, wall, _ = run_logged(["./run.sh", "--rollout", "--json", str(out)], root, ctx_env, log)
+    row["rollout_wall_s"] = round(wall, 1)
+    row["rollout_log"] = str(log)
+    result = _read_json(out)
+    if rc != 0 or result is None:
+        return _failed(row, error_line(log, f"./run.sh --rollout exited {rc}; see {log}"))
+    for key in ("checkpoint", "episodes", "mean_return", "std_return", "normalized_score", "distribution_mode"):
+        row[key] = result.get(key)
+    return row
+
+
+def _failed(row, error):
+    row["status"] = "failed"
+    row["error"] = error
+    return row
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def grade_game(root, settings, environ, exp, game, eval_dir, resources, position):
+    game_dir = eval_dir / game
+    game_dir.mkdir(parents=True, exist_ok=True)
+    exp_path = game_experiment(settings, game, game_dir / "experiment.yaml")
+    env = child_env(environ, settings, exp_path, game_dir / "outputs")
+    print(f"game: {game} ({position}), training (log: {game_dir / 'train.log'})", flush=True)
+    row = train_game(root, settings, env, exp, game, game_dir, resources)
+    print(f"game: {game}, train: {row['status']}, stopped_by: {row.get('stopped_by')}, env_steps: {row.get('env_steps')}, "
+          f"wall_s: {row['train_wall_s']:.1f}" + (f", error: {row['error']}" if row["status"] != "ok" else ""), flush=True)
+    if row["status"] != "ok":
+        return row
+    row = rollout_game(root, env, row, game_dir)
+    if row["status"] == "ok":
+        print(f"game: {game}, rollout: ok, episodes: {row['episodes']}, mean_return: {row['mean_return']:.3f}, "
+              f"normalized_score: {row['normalized_score']:.4f}", flush=True)
+    else:
+        print(f"game: {game}, rollout: failed, error: {row['error']}", flush=True)
+    return row
+
+
+# --------------------------------------------------------------------------- report
+
+
+def build_report(settings, exp, resources, rows):
+    scores = [r["normalized_score"] for r in rows if r["status"] == "ok"]
+    failed = [r["game"] for r in rows if r["status"] != "ok"]
+    full_budget = min(int(exp.stop.get("timesteps_total") or MAX_ENV_STEPS) * frame_skip(exp), MAX_ENV_STEPS)
+    speeds = [r["steps_per_second"] for r in rows if r.get("steps_per_second")]
+    return {
+        "experiment": settings.experiment,
+        "experiment_name": exp.name,
+        "games": list(settings.games),
+        "settings": {"timesteps": settings.timesteps, "time_limit_s": settings.time_limit, "episodes": settings.episodes,
+                     "cpus": resources[0], "gpus": resources[1], "distribution_mode": "easy"},
+        "results": rows,
+        "failed_games": failed,
+        "mean_normalized_score": sum(scores) / len(scores) if scores else None,
+        "full_budget_env_steps": full_budget,
+        "steps_per_second": sum(speeds) / len(speeds) if speeds else None,
+        "projected_full_budget_train_s": round(full_budget / (sum(speeds) / len(speeds))) if speeds else None,
+    }
+
+
+def _duration(seconds):
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(report):
+    s = report["settings"]
+    lines = [
+        f"# Local grading: {report['experiment_name']} ({report['experiment']})",
+        "",
+        f"Per game: at most {s['timesteps']:,} env steps and {s['time_limit_s']:g} s of training wall clock "
+        f"(grader: {MAX_ENV_STEPS:,} steps, {MAX_TRAIN_SECONDS} s), {s['episodes']} rollout episodes in easy mode, "
+        f"{s['cpus']} CPUs, {s['gpus']} GPUs, AICROWD_IS_GRADING set.",
+        "",
+        "| game | env steps | train wall (s) | stopped by | steps/s | episodes | mean return | normalized score |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        if r["status"] != "ok":
+            lines.append(f"| {r['game']} | {_fmt(r.get('env_steps'), ',')} | {r['train_wall_s']:.1f} | failed: {r['error']} | | | | |")
+            continue
+        lines.append(f"| {r['game']} | {_fmt(r['env_steps'], ',')} | {r['train_wall_s']:.1f} | {r['stopped_by']} | "
+                     f"{_fmt(r.get('steps_per_second'), '.0f')} | {r['episodes']} | {r['mean_return']:.2f} | {r['normalized_score']:.3f} |")
+    mean = report["mean_normalized_score"]
+    label = "mean" if not report["failed_games"] else f"mean of {len(report['results']) - len(report['failed_games'])} games that ran"
+    lines.append(f"| **{label}** | | | | | | | **{_fmt(mean, '.3f')}** |")
+    projected = report["projected_full_budget_train_s"]
+    if projected:
+        over = " (over the grader's 2 h: it would stop training early)" if projected > MAX_TRAIN_SECONDS else ""
+        lines += ["", f"At the speed measured here ({report['steps_per_second']:.0f} env steps/s), the full budget of "
+                      f"{report['full_budget_env_steps']:,} env steps would train for about {_duration(projected)} per game{over}."]
+    return "\n".join(lines) + "\n"
+
+
+def chart(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["results"]
+    scores = [r["normalized_score"] if r["status"] == "ok" else 0.0 for r in rows]
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.1 * len(rows) + 2.5), 4.5))
+    colors = ["tab:blue" if s >= 0 else "tab:red" for s in scores]
+    bars = ax.bar([r["game"] for r in rows], scores, color=colors)
+    for bar, r, s in zip(bars, rows, scores, strict=True):
+        ax.annotate("failed" if r["status"] != "ok" else f"{s:.2f}", (bar.get_x() + bar.get_width() / 2, s),
+                    ha="center", va="bottom" if s >= 0 else "top", fontsize=9)
+    if report["mean_normalized_score"] is not None:
+        ax.axhline(report["mean_normalized_score"], color="black", linestyle="--", linewidth=1,
+                   label=f"mean {report['mean_normalized_score']:.3f}")
+        ax.legend(loc="best")
+    ax.axhline(0, color="gray", linewidth=0.5)
+    ax.set_ylabel("normalized score")
+    s = report["settings"]
+    ax.set_title(f"{report['experiment_name']}\n{s['timesteps']:,} env steps per game, {s['episodes']} episodes, easy mode", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(report, eval_dir):
+    paths = {"json": eval_dir / "evaluation.json", "markdown": eval_dir / "evaluation.md", "chart": eval_dir / "normalized_scores.png"}
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    paths["markdown"].write_text(markdown(report))
+    chart(report, paths["chart"])
+    return paths
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(root, environ):
+    settings = read_settings(environ)
+    exp, gpu = preflight(root, settings)
+    resources = grader_resources(gpu)
+    # Relative paths stay valid: run.sh, this process and its children all work in the repository root.
+    eval_dir = settings.outputs_dir / "evaluation" / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    print(f"evaluate: {settings.experiment}, games: {', '.join(settings.games)}, timesteps: {settings.timesteps}, "
+          f"time_limit_s: {settings.time_limit:g}, episodes: {settings.episodes}, cpus: {resources[0]}, gpus: {resources[1]}")
+    if settings.time_limit > MAX_TRAIN_SECONDS:
+        print(f"note: TIME_LIMIT {settings.time_limit:g} s is over the grader's {MAX_TRAIN_SECONDS} s")
+    print(f"eval_dir: {eval_dir}", flush=True)
+    rows = []
+    try:
+        for i, game in enumerate(settings.games, 1):
+            rows.append(grade_game(root, settings, environ, exp, game, eval_dir, resources, f"{i}/{len(settings.games)}"))
+    except KeyboardInterrupt:
+        print(f"interrupted: evaluation stopped after {len(rows)} of {len(settings.games)} games; logs in {eval_dir}")
+        return 130
+    report = build_report(settings, exp, resources, rows)
+    paths = write_report(report, eval_dir)
+    print()
+    print(markdown(report))
+    mean = report["mean_normalized_score"]
+    print(f"mean_normalized_score: {_fmt(mean, '.4f')}")
+    if report["failed_games"]:
+        print(f"failed_games: {', '.join(report['failed_games'])} (the grader would fail this submission)")
+    for key, path in paths.items():
+        print(f"{key}: {path}")
+    return 1 if report["failed_games"] else 0
