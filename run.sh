@@ -6,6 +6,7 @@
 #   ./run.sh --validate  preflight for AIcrowd's grader (seconds, no training): aicrowd.json, budget, resources, $ENVS
 #   ./run.sh --evaluate  grade locally: train + roll out each game of $ENVS (TIMESTEPS, TIME_LIMIT, EPISODES), score
 #   ./run.sh --submit "description"   preflight, then aicrowd submission create (pushes a submission- tag)
+#   ./run.sh --bench     throughput of this machine against its limits (procgen, RLlib, compute ceiling, training)
 # Outside AIcrowd's grader it installs what is missing itself: a .venv from the pinned requirements.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -76,12 +77,16 @@ case "$cmd" in
     PY=$(python_for requirements.txt requirements-dev.txt)
     exec "$PY" -m aicrowd_tools submit "$@"
     ;;
+  --bench)
+    PY=$(python_for requirements.txt)
+    exec "$PY" scripts/bench.py "$@"
+    ;;
   -h|--help|"")
     usage
     [[ -n "$cmd" ]]
     ;;
   *)
-    echo "error: unknown command \"$cmd\". Use one of: --train, --rollout, --test, --validate, --evaluate, --submit." >&2
+    echo "error: unknown command \"$cmd\". Use one of: --train, --rollout, --test, --validate, --evaluate, --submit, --bench." >&2
     exit 2
     ;;
 esac
