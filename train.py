@@ -31,6 +31,21 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+def as_interrupted(error, guard):
+    """The Interrupted behind `error` when a signal is pending, else re-raise `error`.
+
+    The handler raises wherever the main thread is, and what reaches us is not always Interrupted:
+    inside C code (Ray's CoreWorker.wait) CPython turns it into SystemError, and RLlib's learner re-raises
+    any exception from the backward pass as ValueError. Once a signal is pending, any exception is its
+    consequence.
+    """
+    if isinstance(error, Interrupted):
+        return error
+    if guard.pending is not None:
+        return Interrupted(guard.pending)
+    raise error
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-f", "--experiment-file", default=os.environ.get("EXPERIMENT", DEFAULT_EXPERIMENT),
@@ -142,6 +157,10 @@ class SignalGuard:
     def __init__(self):
         self.pending = None
         self.critical = False
+        self.install()
+
+    def install(self):
+        """(Re)take SIGINT/SIGTERM: ray.init installs its own SIGTERM handler over ours."""
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
 
@@ -157,11 +176,10 @@ class SignalGuard:
             raise Interrupted(self.pending)
 
 
-def train(exp, algo_config, run_dir, progress_mode, log_dir=None):
+def train(exp, algo_config, run_dir, progress_mode, guard, log_dir=None):
     from utils.progress import Progress, metrics, stop_reason
     from utils.results import ResultLogger
 
-    guard = SignalGuard()
     algo = build_algorithm(exp, algo_config)
     resumed = restore_newest(algo, run_dir)
     last = {"training_iteration": algo.iteration, "timesteps_total": algo._counters.get("num_env_steps_sampled", 0)}
@@ -186,14 +204,15 @@ def train(exp, algo_config, run_dir, progress_mode, log_dir=None):
             guard.check()
             if reason:
                 break
-    except Interrupted as e:
+    except Exception as caught:  # noqa: BLE001  (see as_interrupted)
+        e = as_interrupted(caught, guard)
         bar.close()
         logger.close()
         print(f"interrupted: {e} received, saving a checkpoint", flush=True)
         guard.critical = True
         checkpoint = save_checkpoint(algo, run_dir, keep)
-        finish(algo, run_dir, last, f"interrupted_{e}", checkpoint)
-        return 128 + e.signum
+        write_summary(run_dir, last, f"interrupted_{e}", checkpoint)
+        hard_exit(128 + e.signum)
     bar.close()
     logger.close()
     if exp.spec["checkpoint_at_end"]:
@@ -210,9 +229,31 @@ def _guarded_save(guard, algo, run_dir, keep):
         guard.critical = False
 
 
-def finish(algo, run_dir, last, reason, checkpoint):
+def write_summary(run_dir, last, reason, checkpoint):
     summary = {"stopped_by": reason, "checkpoint": str(checkpoint) if checkpoint else None, **last}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+
+
+def hard_exit(code, grace_s=10):
+    """Exit once the checkpoint is on disk, giving Ray at most `grace_s` to stop its processes.
+
+    Ray's shutdown can wait a minute or more when some of its processes are already gone (a Ctrl-C reaches
+    the whole process group), so it runs on a thread that the exit does not wait for beyond the grace.
+    """
+    import threading
+
+    import ray
+
+    stopper = threading.Thread(target=ray.shutdown, daemon=True)
+    stopper.start()
+    stopper.join(grace_s)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def finish(algo, run_dir, last, reason, checkpoint):
+    write_summary(run_dir, last, reason, checkpoint)
     try:
         algo.stop()
     except Exception:  # noqa: BLE001  (workers may already be gone after a signal)
@@ -223,6 +264,7 @@ def finish(algo, run_dir, last, reason, checkpoint):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    guard = SignalGuard()
     try:
         from utils.config import build_algorithm_config, load_experiment
 
@@ -233,19 +275,18 @@ def main(argv=None):
         print_plan(exp, run_dir, cpus, gpus)
         save_resolved(run_dir, exp, argv)
         start_ray(args, cpus, gpus)
+        guard.install()
         log_dir = Path(args.log_dir) if args.log_dir else None
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
-        return train(exp, algo_config, run_dir, args.progress_bar, log_dir)
+        return train(exp, algo_config, run_dir, args.progress_bar, guard, log_dir)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Interrupted as e:
+    except Exception as caught:  # noqa: BLE001  (see as_interrupted)
+        e = as_interrupted(caught, guard)
         print(f"interrupted: {e} received before training started; nothing to save", file=sys.stderr)
-        return 128 + e.signum
-    except KeyboardInterrupt:
-        print("interrupted: SIGINT received before training started; nothing to save", file=sys.stderr)
-        return 128 + signal.SIGINT
+        hard_exit(128 + e.signum)
 
 
 def start_ray(args, cpus, gpus):
@@ -255,8 +296,15 @@ def start_ray(args, cpus, gpus):
 
     if args.ray_address:
         ray.init(address=args.ray_address, logging_level=logging.WARNING)
-    else:
+        return
+    # Ray's own processes inherit this mask: a SIGTERM sent to the whole process group (systemd, timeout, a
+    # batch scheduler) then reaches only train.py, which saves a checkpoint, instead of killing Ray under it.
+    # Ray blocks SIGINT in them itself, for the same reason. They still die with train.py (fate sharing).
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
         ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, logging_level=logging.WARNING)
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 if __name__ == "__main__":
