@@ -1,0 +1,761 @@
+#!/usr/bin/env python
+"""Train on Amazon SageMaker: the repo's own train.py on an experiment YAML, as one training job.
+
+    python sagemaker/launch.py experiments/impala-baseline.yaml                 # Spot, one ml.g4dn.4xlarge
+    python sagemaker/launch.py EXP --instance-type ml.c5.4xlarge --instance-count 2 --set num_gpus=0
+    python sagemaker/launch.py EXP --instance-groups learner=ml.p3.2xlarge:1,actors=ml.c5.4xlarge:2
+    python sagemaker/launch.py EXP --dry-run         # print the plan and the request; call nothing
+    python sagemaker/launch.py EXP --local           # the same job on this machine, without Docker
+
+It prints the job name, the S3 locations and a cost estimate, then submits the job with the SageMaker
+Python SDK v3 (ModelTrainer). Inside the job, sagemaker/sm_entry.py runs `train.py -f EXP KEY=VALUE ...`
+with /opt/ml/checkpoints as the run directory, so a restarted Spot job resumes by itself.
+"""
+
+import argparse
+import contextlib
+import datetime
+import fnmatch
+import json
+import os
+import re
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for _p in (str(HERE), str(ROOT)):
+    if _p not in sys.path:
+        sys.path.insert(1, _p)
+
+import utils  # noqa: E402, F401  (sets the TF/Keras environment before anything imports them)
+from utils.errors import UserError, closest, unknown_name  # noqa: E402
+
+SDK_PIN = "sagemaker==3.27.0"
+PRICES = HERE / "prices.yaml"
+DEFAULT_INSTANCE = "ml.g4dn.4xlarge"
+LOCAL_INSTANCE = "local"  # --local without --instance-type: this machine
+DEFAULT_MAX_RUN = "12h"
+DEFAULT_PREFIX = "procgen"
+LEARNER_GROUP = "learner"
+ENTRY = "sagemaker/sm_entry.py"
+# sm_train.sh (the SDK's driver) runs this in the unpacked archive; `exec` makes the entry point the
+# container's main process, so SIGTERM (Spot interruption, --max-run) reaches it and train.py.
+COMMAND = f"exec python3 {ENTRY}"
+ARCHIVE_NAME = "sourcedir.tar.gz"
+CHECKPOINT_LOCAL = "/opt/ml/checkpoints"
+TENSORBOARD_LOCAL = "/opt/ml/output/tensorboard"
+ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+# Never in the source archive, besides what .gitignore lists.
+ALWAYS_SKIP = {".git", ".venv", "venv", "outputs", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache",
+               "node_modules", ".ipynb_checkpoints", ".DS_Store", "*.pyc"}
+ARCHIVE_LIMIT_MB = 200
+JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/\S+$")
+
+
+@dataclass
+class Group:
+    name: str | None  # None: a homogeneous job
+    instance_type: str
+    count: int
+
+
+@dataclass
+class Plan:
+    exp: object
+    experiment: str  # path inside the source archive
+    groups: list
+    job_name: str
+    spot: bool
+    max_run_s: int
+    max_wait_s: int | None
+    hyperparameters: dict
+    metric_definitions: list
+    prices: dict
+    local: bool = False
+    region: str | None = None
+    bucket: str | None = None
+    prefix: str = DEFAULT_PREFIX
+    role: str | None = None
+    image: str | None = None
+    image_note: str = ""
+    checkpoint_s3: str | None = None
+    volume_gb: int = 30
+    archive: Path | None = None
+    archive_files: list = field(default_factory=list)
+
+    @property
+    def base_uri(self):
+        return f"s3://{self.bucket or 'BUCKET'}/{self.prefix}/{self.job_name}"
+
+    @property
+    def code_uri(self):
+        return f"{self.base_uri}/input/code/{ARCHIVE_NAME}"
+
+    @property
+    def output_uri(self):
+        return f"s3://{self.bucket or 'BUCKET'}/{self.prefix}"
+
+    @property
+    def checkpoint_uri(self):
+        return self.checkpoint_s3 or f"{self.base_uri}/checkpoints"
+
+    @property
+    def tensorboard_uri(self):
+        return f"{self.base_uri}/tensorboard"
+
+
+# --------------------------------------------------------------------------- arguments
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("experiment", help="experiment YAML, e.g. experiments/impala-baseline.yaml")
+    where = p.add_argument_group("instances")
+    where.add_argument("--instance-type", help=f"instance type of a homogeneous job (default {DEFAULT_INSTANCE}, one GPU)")
+    where.add_argument("--instance-count", type=int, help="instances of a homogeneous job (default 1)")
+    where.add_argument("--instance-groups", metavar="NAME=TYPE:COUNT,...",
+                       help="heterogeneous job: a `learner` group (GPU, Ray head) plus CPU groups, e.g. "
+                            "learner=ml.p3.2xlarge:1,actors=ml.c5.4xlarge:2")
+    where.add_argument("--volume-gb", type=int, default=30, help="EBS volume per instance (default %(default)s)")
+    spot = p.add_mutually_exclusive_group()
+    spot.add_argument("--spot", dest="spot", action="store_true", default=True, help="managed Spot training (default)")
+    spot.add_argument("--on-demand", dest="spot", action="store_false", help="on-demand instances")
+    p.add_argument("--max-run", default=DEFAULT_MAX_RUN,
+                   help="stop the job after this much training time: 90m, 12h, 2d, 3600s; a bare number is hours "
+                        "(default %(default)s). train.py saves a checkpoint when it is reached")
+    p.add_argument("--max-wait", help="Spot only: give up when the job has not finished after this long, waiting "
+                                      "for Spot capacity included (default: twice --max-run)")
+    p.add_argument("--env-name", metavar="GAME", help="the procgen game (sets env_config.env_name)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a train.py override (repeatable), e.g. --set lr=0.001 --set stop.timesteps_total=2000000")
+    p.add_argument("--rollout-episodes", type=int, default=5,
+                   help="episodes of the rollout at the end, saved as rollout.json in the model (default %(default)s)")
+    aws = p.add_argument_group("AWS")
+    aws.add_argument("--region", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION / your AWS config)")
+    aws.add_argument("--bucket", help="S3 bucket for code, checkpoints and output (default: sagemaker-REGION-ACCOUNT)")
+    aws.add_argument("--s3-prefix", default=DEFAULT_PREFIX, help="key prefix in the bucket (default %(default)s)")
+    aws.add_argument("--checkpoint-s3", metavar="S3_URI",
+                     help="checkpoint location (default: BUCKET/PREFIX/JOB/checkpoints); pass an earlier job's "
+                          "to continue it")
+    aws.add_argument("--role", default=os.environ.get("SAGEMAKER_ROLE"),
+                     help="IAM role ARN SageMaker runs the job as (default: $SAGEMAKER_ROLE)")
+    aws.add_argument("--job-name", help="training job name (default: EXPERIMENT-GAME-TIMESTAMP)")
+    aws.add_argument("--image", help="training image URI (default: the AWS Deep Learning Container for the "
+                                     "experiment's framework, py312, CPU or GPU by instance type)")
+    aws.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
+    cost = p.add_argument_group("cost")
+    cost.add_argument("--budget-usd", type=float, help="refuse to launch when the on-demand worst case (--max-run) costs more")
+    cost.add_argument("--steps-per-second", type=float,
+                      help="training throughput for the expected duration (default: the figure in sagemaker/prices.yaml)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and the full request; upload and call nothing")
+    local = p.add_argument_group("local")
+    local.add_argument("--local", action="store_true",
+                       help="run the job on this machine, as SageMaker would, without Docker (no AWS, no SDK)")
+    local.add_argument("--job-dir", help="--local: the job directory, one /opt/ml per host "
+                                         "(default outputs/sagemaker-local/JOB); launching again resumes")
+    args = p.parse_args(argv)
+    if args.job_dir and not args.local:
+        p.error("--job-dir is for --local runs. Add --local, or drop --job-dir.")
+    if args.local and args.dry_run:
+        p.error("--dry-run prints the SageMaker request; --local runs the job here. Choose one.")
+    if args.volume_gb < 1:
+        p.error(f"--volume-gb {args.volume_gb} must be at least 1.")
+    return args
+
+
+def parse_duration(text, flag):
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", str(text))
+    if not m:
+        raise UserError(f'{flag} "{text}" is not a duration. Use e.g. 90m, 12h, 2d or 3600s (a bare number is hours).')
+    seconds = float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 3600}[m.group(2)]
+    if seconds < 60:
+        raise UserError(f"{flag} {text} is under a minute. Give the job at least 1m (e.g. {flag} 2h).")
+    if seconds > 28 * 86400:
+        raise UserError(f"{flag} {text} is over SageMaker's limit of 28 days. Use at most 28d.")
+    return int(seconds)
+
+
+# --------------------------------------------------------------------------- prices and instances
+
+
+def load_prices(path=PRICES):
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text())
+
+
+def instance_info(prices, instance_type, flag):
+    table = prices["instances"]
+    if instance_type not in table:
+        err = unknown_name("instance type", instance_type, table, flag)
+        raise UserError(f"{err} To use another type, add it with its price, vCPUs and GPUs to {PRICES.relative_to(ROOT)}.")
+    return table[instance_type]
+
+
+def parse_groups(args, prices):
+    if args.instance_groups:
+        if args.instance_type or args.instance_count:
+            raise UserError("--instance-groups sets every instance of the job: drop --instance-type and --instance-count, "
+                            "or drop --instance-groups for a homogeneous job.")
+        groups = []
+        for part in args.instance_groups.split(","):
+            m = re.fullmatch(r"\s*([A-Za-z0-9][A-Za-z0-9_-]{0,63})=([a-z0-9.]+)(?::(\d+))?\s*", part)
+            if not m:
+                raise UserError(f'--instance-groups: "{part}" is not NAME=TYPE:COUNT. '
+                                "Example: --instance-groups learner=ml.g4dn.4xlarge:1,actors=ml.c5.4xlarge:2")
+            name, itype, count = m.group(1), m.group(2), int(m.group(3) or 1)
+            if any(g.name == name for g in groups):
+                raise UserError(f'--instance-groups: group "{name}" is given twice. Give each group once, with its count.')
+            groups.append(Group(name, itype, count))
+        if len(groups) > 5:
+            raise UserError(f"--instance-groups: {len(groups)} groups; SageMaker allows at most 5. Merge some of them.")
+        if not any(g.name == LEARNER_GROUP for g in groups):
+            names = ", ".join(g.name for g in groups)
+            raise UserError(f"--instance-groups {args.instance_groups}: no `{LEARNER_GROUP}` group among {names}.{closest(LEARNER_GROUP, [g.name for g in groups])} "
+                            f"The learner group's first host runs the Ray head and the learner. Name one group {LEARNER_GROUP}, "
+                            f"e.g. {LEARNER_GROUP}=ml.g4dn.4xlarge:1,actors=ml.c5.4xlarge:2")
+    else:
+        default = LOCAL_INSTANCE if args.local else DEFAULT_INSTANCE
+        groups = [Group(None, args.instance_type or default, 1 if args.instance_count is None else args.instance_count)]
+    for g in groups:
+        flag = "--instance-groups" if g.name else "--instance-type"
+        if g.instance_type != LOCAL_INSTANCE:
+            instance_info(prices, g.instance_type, flag)
+        if g.count < 1:
+            where = f"group {g.name}" if g.name else "--instance-count"
+            raise UserError(f"{where}: instance count {g.count} must be at least 1.")
+    return groups
+
+
+def check_gpus(exp, groups, prices):
+    """A GPU experiment needs a GPU where its learner runs (the head: first host of the learner group)."""
+    learner = next((g for g in groups if g.name in (None, LEARNER_GROUP)), groups[0])
+    num_gpus = exp.config.get("num_gpus", 0) or 0
+    if num_gpus > 0 and not prices["instances"][learner.instance_type]["gpus"]:
+        where = "--instance-type" if learner.name is None else f"the {LEARNER_GROUP} group's"
+        raise UserError(
+            f"{exp.path} trains on a GPU (config.num_gpus: {num_gpus}) but {where} {learner.instance_type} has none. "
+            f"Use a GPU type ({', '.join(t for t, i in prices['instances'].items() if i['gpus'])}), "
+            "or train on CPUs with --set num_gpus=0.")
+    per_runner = exp.config.get("num_gpus_per_env_runner", 0) or 0
+    if per_runner > 0 and not any(prices["instances"][g.instance_type]["gpus"] for g in groups):
+        raise UserError(f"{exp.path} gives env runners GPUs (config.num_gpus_per_env_runner: {per_runner}) but no instance "
+                        "of the job has one. Add a GPU instance, or --set num_gpus_per_env_runner=0.")
+
+
+# --------------------------------------------------------------------------- experiment, hyperparameters, metrics
+
+
+def load_experiment(args):
+    from utils.config import load_experiment as load
+
+    for text in args.overrides:
+        if "=" not in text or text.startswith("="):
+            raise UserError(f'--set "{text}" is not KEY=VALUE. Example: --set lr=0.001 or --set stop.timesteps_total=100000.')
+    overrides = list(args.overrides)
+    if args.env_name:
+        overrides.append(f"env_config.env_name={args.env_name}")
+    exp = load(args.experiment, overrides)  # the same validation as train.py: UserError on any bad key or value
+    return exp, overrides
+
+
+def archive_path(experiment):
+    path = Path(experiment).resolve()
+    try:
+        return path.relative_to(ROOT).as_posix()
+    except ValueError:
+        return f"experiments/external/{path.name}"
+
+
+def hyperparameters(experiment, overrides, rollout_episodes):
+    """What the job gets: the experiment, train.py's overrides (KEY: VALUE, the last one of a key wins)."""
+    hps = {"experiment": archive_path(experiment), "rollout_episodes": str(rollout_episodes)}
+    for text in overrides:
+        key, _, value = text.partition("=")
+        if key in ("experiment", "rollout_episodes"):
+            raise UserError(f'--set {key}=... names a launcher setting. Pass the experiment as the first argument and '
+                            "--rollout-episodes N.")
+        hps[key] = value
+    return hps
+
+
+def metric_definitions():
+    """CloudWatch metrics from the `key: value` progress lines train.py prints (utils.progress.PROGRESS_KEYS)."""
+    from utils.progress import PROGRESS_KEYS
+
+    number = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
+    return [{"Name": name, "Regex": f"{name}: {number}"} for name in PROGRESS_KEYS]
+
+
+def default_job_name(exp, local):
+    base = re.sub(r"[^a-zA-Z0-9]+", "-", f"{exp.name}-{exp.env_name}").strip("-")
+    if local:
+        return base[:63].strip("-")
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{base[:63 - len(stamp) - 1].strip('-')}-{stamp}"
+
+
+# --------------------------------------------------------------------------- source archive
+
+
+def ignore_patterns():
+    patterns = set(ALWAYS_SKIP)
+    gitignore = ROOT / ".gitignore"
+    if gitignore.is_file():
+        for line in gitignore.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "!")):
+                patterns.add(line.strip("/"))
+    return sorted(patterns)
+
+
+def build_archive(experiment, directory):
+    """The repo as git would ship it (minus .gitignore'd paths) plus the experiment: sourcedir.tar.gz."""
+    patterns = ignore_patterns()
+
+    def skipped(rel):
+        return any(fnmatch.fnmatch(part, pat) or fnmatch.fnmatch(rel, pat) for part in rel.split("/") for pat in patterns)
+
+    files = []
+    for dirpath, dirnames, filenames in os.walk(ROOT):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not skipped((here / d).relative_to(ROOT).as_posix()))
+        for name in sorted(filenames):
+            rel = (here / name).relative_to(ROOT).as_posix()
+            if not skipped(rel) and (here / name).is_file() and not (here / name).is_symlink():
+                files.append(rel)
+    exp_rel = archive_path(experiment)
+    path = Path(directory) / ARCHIVE_NAME
+    with tarfile.open(path, "w:gz") as tar:
+        for rel in files:
+            tar.add(ROOT / rel, arcname=rel, recursive=False)
+        if exp_rel not in files:
+            tar.add(Path(experiment).resolve(), arcname=exp_rel, recursive=False)
+            files.append(exp_rel)
+    size_mb = path.stat().st_size / 1e6
+    if size_mb > ARCHIVE_LIMIT_MB:
+        biggest = sorted(files, key=lambda f: (ROOT / f).stat().st_size if (ROOT / f).exists() else 0)[-3:]
+        raise UserError(f"The source archive would be {size_mb:.0f} MB (largest: {', '.join(biggest)}). "
+                        "Add big files and folders to .gitignore; the job needs only the code and the experiment.")
+    return path, files
+
+
+# --------------------------------------------------------------------------- AWS: SDK, region, image, preflight
+
+
+def import_sdk():
+    """The SageMaker Python SDK v3, imported only here (the job itself never needs it)."""
+    try:
+        import boto3  # noqa: F401
+        from sagemaker.core import image_uris  # noqa: F401
+        from sagemaker.core.helper.session_helper import Session  # noqa: F401
+        from sagemaker.core.training import configs  # noqa: F401
+        from sagemaker.train.model_trainer import ModelTrainer  # noqa: F401
+    except ImportError as e:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("sagemaker")
+        except metadata.PackageNotFoundError:
+            version = None
+        if version is None:
+            found = "The SageMaker Python SDK is not installed. "
+        elif not version.split(".")[0].isdigit() or int(version.split(".")[0]) < 3:
+            found = f"sagemaker {version} is installed, but this launcher needs the v3 SDK ({SDK_PIN}). "
+        else:
+            found = f"sagemaker {version} is installed but does not import. "
+        raise UserError(f"{found}Install it with: pip install -r requirements-dev.txt (or pip install '{SDK_PIN}'). "
+                        f"--local needs no SDK. ({type(e).__name__}: {e})") from None
+    import sagemaker
+
+    return sagemaker
+
+
+def resolve_region(args):
+    import boto3
+
+    region = args.region or boto3.Session().region_name
+    if not region:
+        raise UserError("No AWS region given. Pass --region (e.g. --region us-east-1) or set AWS_DEFAULT_REGION.")
+    known = set()
+    for partition in boto3.Session().get_available_partitions():
+        known.update(boto3.Session().get_available_regions("sagemaker", partition_name=partition))
+    if region not in known:
+        import difflib
+
+        near = difflib.get_close_matches(region, sorted(known), n=2, cutoff=0.8)
+        hint = f" Did you mean {' or '.join(near)}?" if near else ""
+        public = sorted(r for r in known if "-gov-" not in r and "-iso" not in r)
+        raise UserError(f'Unknown AWS region "{region}" for SageMaker.{hint} Allowed: {", ".join(public)} '
+                        "(and the GovCloud/ISO regions). Pass one with --region.")
+    return region
+
+
+def pinned_version(package):
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        m = re.match(rf"^\s*{package}==([^\s;#]+)", line)
+        if m:
+            return m.group(1)
+    return None
+
+
+def _version_key(v):
+    return tuple(int(x) for x in re.findall(r"\d+", v))
+
+
+def default_image(exp, groups, region, prices):
+    """The AWS Deep Learning Container (training, py312) for the experiment's framework, CPU or GPU."""
+    from sagemaker.core import image_uris
+
+    torch = exp.config.get("framework", "torch") == "torch"
+    fw, package = ("pytorch", "torch") if torch else ("tensorflow", "tensorflow")
+    versions = [v for v in image_uris.list_versions(fw, "training")
+                if v.count(".") == 2 and "py312" in image_uris.list_py_versions(fw, v, "training")]
+    pinned = pinned_version(package)
+    fitting = [v for v in versions if pinned and _version_key(v) <= _version_key(pinned)]
+    version = max(fitting or versions, key=_version_key)
+    gpu_type = next((g.instance_type for g in groups if prices["instances"][g.instance_type]["gpus"]), None)
+    try:
+        uri = image_uris.retrieve(fw, region=region, version=version, py_version="py312",
+                                  instance_type=gpu_type or groups[0].instance_type, image_scope="training")
+    except ValueError as e:
+        raise UserError(f"No {fw} {version} training image for region {region}: {e}. Pass --image URI.") from None
+    note = (f"{fw} {version} ({'GPU' if gpu_type else 'CPU'}, py312) from the image; requirements.txt pins {package} "
+            f"{pinned}; the rest of requirements.txt is pip-installed when the job starts")
+    return uri, note
+
+
+def preflight(plan):
+    """Read-only AWS checks before anything is uploaded: credentials, account, bucket (and its region)."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    session = boto3.Session(region_name=plan.region)
+    if session.get_credentials() is None:
+        raise UserError("No AWS credentials found. Run `aws configure` (or `aws sso login`), or set AWS_ACCESS_KEY_ID and "
+                        "AWS_SECRET_ACCESS_KEY, then launch again. (--dry-run and --local need none.)")
+    if not plan.role:
+        raise UserError("No IAM role for the job. Pass --role arn:aws:iam::ACCOUNT:role/NAME (a role SageMaker can assume, "
+                        "with access to the bucket), or set SAGEMAKER_ROLE.")
+    try:
+        account = session.client("sts").get_caller_identity()["Account"]
+    except (ClientError, BotoCoreError) as e:
+        raise UserError(f"AWS refused the credentials ({_aws_error(e)}). Check them with `aws sts get-caller-identity`.") from None
+    if not plan.bucket:
+        plan.bucket = f"sagemaker-{plan.region}-{account}"
+    try:
+        head = session.client("s3").head_bucket(Bucket=plan.bucket)
+    except ClientError as e:
+        code = str(e.response.get("Error", {}).get("Code"))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise UserError(f"Bucket s3://{plan.bucket} does not exist. Create it (aws s3 mb s3://{plan.bucket} --region "
+                            f"{plan.region}) or pass --bucket with an existing one.") from None
+        raise UserError(f"Cannot use bucket s3://{plan.bucket} ({_aws_error(e)}). Pass --bucket with a bucket you can write to.") from None
+    except BotoCoreError as e:
+        raise UserError(f"Cannot reach S3 to check s3://{plan.bucket} ({e}).") from None
+    bucket_region = head.get("BucketRegion") or head["ResponseMetadata"].get("HTTPHeaders", {}).get("x-amz-bucket-region")
+    if bucket_region and bucket_region != plan.region:
+        raise UserError(f"Bucket s3://{plan.bucket} is in {bucket_region} but the job would run in {plan.region}. "
+                        f"Use --region {bucket_region}, or a bucket in {plan.region}.")
+
+
+def _aws_error(e):
+    err = getattr(e, "response", {}).get("Error", {})
+    return f"{err.get('Code')}: {err.get('Message')}" if err else str(e)
+
+
+# --------------------------------------------------------------------------- plan, cost, request
+
+
+def make_plan(args):
+    prices = load_prices()
+    groups = parse_groups(args, prices)
+    exp, overrides = load_experiment(args)
+    if not args.local:
+        check_gpus(exp, groups, prices)
+    max_run = parse_duration(args.max_run, "--max-run")
+    max_wait = None
+    if args.spot:
+        max_wait = parse_duration(args.max_wait, "--max-wait") if args.max_wait else min(2 * max_run, 28 * 86400)
+        if max_wait < max_run:
+            raise UserError(f"--max-wait {args.max_wait} is shorter than --max-run {args.max_run}. SageMaker needs "
+                            "max-wait >= max-run: raise --max-wait or drop it (default: twice --max-run).")
+    elif args.max_wait:
+        raise UserError("--max-wait is for Spot jobs. Drop it, or drop --on-demand.")
+    if args.job_name and not JOB_NAME.match(args.job_name):
+        raise UserError(f'--job-name "{args.job_name}" is not a SageMaker job name: 1-63 letters, digits and hyphens, '
+                        "starting with a letter or digit.")
+    if args.role and not ROLE_ARN.match(args.role):
+        raise UserError(f'--role "{args.role}" is not an IAM role ARN. Use arn:aws:iam::ACCOUNT:role/NAME.')
+    if args.rollout_episodes < 0:
+        raise UserError(f"--rollout-episodes {args.rollout_episodes} must be 0 (no rollout) or more.")
+    if args.steps_per_second is not None and args.steps_per_second <= 0:
+        raise UserError(f"--steps-per-second {args.steps_per_second} must be > 0.")
+    bucket = args.bucket
+    if bucket:
+        bucket = bucket.removeprefix("s3://").rstrip("/")
+        if "/" in bucket or not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+            raise UserError(f'--bucket "{args.bucket}" is not a bucket name. Give the name only (my-bucket); the key '
+                            "prefix is --s3-prefix.")
+    if args.checkpoint_s3 and not args.checkpoint_s3.startswith("s3://"):
+        raise UserError(f'--checkpoint-s3 "{args.checkpoint_s3}" is not an S3 URI. Use s3://BUCKET/PATH.')
+    plan = Plan(
+        exp=exp, experiment=archive_path(args.experiment), groups=groups, spot=args.spot,
+        job_name=args.job_name or default_job_name(exp, args.local),
+        max_run_s=max_run, max_wait_s=max_wait, prices=prices, local=args.local,
+        hyperparameters=hyperparameters(args.experiment, overrides, args.rollout_episodes),
+        metric_definitions=metric_definitions(), bucket=bucket, prefix=args.s3_prefix.strip("/"),
+        role=args.role, checkpoint_s3=args.checkpoint_s3, volume_gb=args.volume_gb,
+    )
+    if not args.local:
+        import_sdk()
+        plan.region = resolve_region(args)
+        if args.image:
+            plan.image, plan.image_note = args.image, "given with --image; requirements.txt is pip-installed at start where missing"
+        else:
+            plan.image, plan.image_note = default_image(exp, groups, plan.region, prices)
+    return plan
+
+
+def cost_lines(plan, steps_per_second=None):
+    """The cost table: price per hour of each instance type x count x expected and worst-case hours."""
+    prices = plan.prices
+    saving = prices.get("spot_savings", 0.7)
+    rows, per_hour = [], 0.0
+    head = f"  {'instance':<24}{'count':>6}{'vCPU':>6}{'GPU':>5}{'on-demand $/h':>15}{'Spot $/h':>10}"
+    for g in plan.groups:
+        info = prices["instances"][g.instance_type]
+        hourly = info["usd_per_hour"] * g.count
+        per_hour += hourly
+        label = f"{g.name}: {g.instance_type}" if g.name else g.instance_type
+        rows.append(f"  {label:<24}{g.count:>6}{info['vcpus'] * g.count:>6}{info['gpus'] * g.count:>5}"
+                    f"{hourly:>15.3f}{hourly * (1 - saving):>10.3f}")
+    count = sum(g.count for g in plan.groups)
+    vcpus = sum(prices["instances"][g.instance_type]["vcpus"] * g.count for g in plan.groups)
+    gpus = sum(prices["instances"][g.instance_type]["gpus"] * g.count for g in plan.groups)
+    rows.append(f"  {'total':<24}{count:>6}{vcpus:>6}{gpus:>5}{per_hour:>15.3f}{per_hour * (1 - saving):>10.3f}")
+    lines = [f"cost estimate (USD; {prices['region']} list prices as of {prices['as_of']}, {PRICES.relative_to(ROOT)}; "
+             f"Spot assumed {saving:.0%} below on-demand):", head, *rows]
+    max_run_h = plan.max_run_s / 3600
+    expected = expected_hours(plan, steps_per_second)
+    if expected:
+        hours, why = expected
+        capped = hours > max_run_h
+        hours = min(hours, max_run_h)
+        lines.append(f"  expected {hours:6.2f} h: ${per_hour * hours:,.2f} on-demand, ${per_hour * hours * (1 - saving):,.2f} Spot"
+                     f"  ({why}{'; capped by --max-run: the job stops there with a checkpoint' if capped else ''})")
+    lines.append(f"  worst    {max_run_h:6.2f} h: ${per_hour * max_run_h:,.2f} on-demand, "
+                 f"${per_hour * max_run_h * (1 - saving):,.2f} Spot  (--max-run)")
+    return lines, per_hour * max_run_h
+
+
+def expected_hours(plan, steps_per_second=None):
+    stop, config = plan.exp.stop, plan.exp.config
+    throughput = plan.prices.get("throughput", {})
+    sps = steps_per_second or throughput.get("steps_per_second")
+    source = "--steps-per-second" if steps_per_second else f"measured: {throughput.get('measured', '?')}"
+    options = []
+    steps = stop.get("timesteps_total")
+    if steps is None and "training_iteration" in stop and config.get("train_batch_size"):
+        steps = stop["training_iteration"] * config["train_batch_size"]
+    if steps and sps:
+        options.append((steps / sps / 3600, f"{int(steps):,} steps / {sps:g} steps/s, {source}"))
+    if "time_total_s" in stop:
+        options.append((stop["time_total_s"] / 3600, f"stop.time_total_s {stop['time_total_s']}"))
+    return min(options) if options else None
+
+
+def request(plan):
+    """The CreateTrainingJob request ModelTrainer sends for this plan (what --dry-run prints)."""
+    from sagemaker.train.constants import DEFAULT_CONTAINER_ARGUMENTS, DEFAULT_CONTAINER_ENTRYPOINT
+
+    if plan.groups[0].name is None:
+        resources = {"InstanceType": plan.groups[0].instance_type, "InstanceCount": plan.groups[0].count}
+    else:
+        resources = {"InstanceGroups": [{"InstanceType": g.instance_type, "InstanceCount": g.count, "InstanceGroupName": g.name}
+                                        for g in plan.groups]}
+    resources["VolumeSizeInGB"] = plan.volume_gb
+    stopping = {"MaxRuntimeInSeconds": plan.max_run_s}
+    if plan.spot:
+        stopping["MaxWaitTimeInSeconds"] = plan.max_wait_s
+
+    def channel(name, uri):
+        return {"ChannelName": name, "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                                                     "S3DataDistributionType": "FullyReplicated"}},
+                "InputMode": "File"}
+
+    return {
+        "TrainingJobName": plan.job_name,
+        "AlgorithmSpecification": {
+            "TrainingImage": plan.image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": plan.metric_definitions,
+            "ContainerEntrypoint": list(DEFAULT_CONTAINER_ENTRYPOINT),
+            "ContainerArguments": list(DEFAULT_CONTAINER_ARGUMENTS),
+        },
+        "RoleArn": plan.role or "ROLE_ARN (pass --role)",
+        "HyperParameters": plan.hyperparameters,
+        "InputDataConfig": [channel("code", plan.code_uri), channel("sm_drivers", f"{plan.base_uri}/input/sm_drivers")],
+        "OutputDataConfig": {"S3OutputPath": plan.output_uri},
+        "ResourceConfig": resources,
+        "StoppingCondition": stopping,
+        "EnableManagedSpotTraining": plan.spot,
+        "CheckpointConfig": {"S3Uri": plan.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL},
+        "TensorBoardOutputConfig": {"S3OutputPath": plan.tensorboard_uri, "LocalPath": TENSORBOARD_LOCAL},
+        "Environment": ENVIRONMENT,
+    }
+
+
+def print_plan(plan, args):
+    exp = plan.exp
+    print(f"experiment: {exp.path} ({exp.name}, {exp.run}, {exp.env_name}); in the job: {plan.experiment}")
+    for item in exp.overrides:
+        print(f"override: {item}")
+    print(f"job: {plan.job_name}")
+    if plan.local:
+        return
+    layout = ", ".join(f"{g.name + '=' if g.name else ''}{g.instance_type} x{g.count}" for g in plan.groups)
+    mode = "Spot" if plan.spot else "on-demand"
+    wait = f", max wait {plan.max_wait_s / 3600:g} h" if plan.spot else ""
+    print(f"instances: {layout}; {mode}, max run {plan.max_run_s / 3600:g} h{wait}")
+    print(f"image: {plan.image}")
+    print(f"  {plan.image_note}")
+    bucket_note = "" if plan.bucket else "  (BUCKET: --bucket, or sagemaker-REGION-ACCOUNT when launched)"
+    print(f"region: {plan.region}")
+    print(f"code: {plan.code_uri}{bucket_note}")
+    print(f"checkpoints: {plan.checkpoint_uri}  (= /opt/ml/checkpoints, train.py's run directory; a Spot restart resumes)")
+    print(f"output: {plan.output_uri}/{plan.job_name}/output/model.tar.gz  (final checkpoint, config.yaml, summary.json, rollout.json)")
+    print(f"tensorboard: {plan.tensorboard_uri}  (result.json and TensorBoard events, uploaded while the job runs)")
+    print(f"metrics: {', '.join(m['Name'] for m in plan.metric_definitions)}  (CloudWatch, from train.py's progress lines)")
+    lines, _ = cost_lines(plan, args.steps_per_second)
+    print("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def sdk_config():
+    """With AWS_ENDPOINT_URL set, everything goes to that endpoint: the SDK's telemetry to AWS is turned off."""
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        return None  # the SDK loads the user's own config
+    from sagemaker.core.config.config import load_sagemaker_config
+
+    config = dict(load_sagemaker_config() or {})
+    config.setdefault("SchemaVersion", "1.0")
+    config.setdefault("SageMaker", {}).setdefault("PythonSDK", {}).setdefault("Modules", {})["TelemetryOptOut"] = True
+    return config
+
+
+@contextlib.contextmanager
+def pinned_job_name(name):
+    """ModelTrainer appends a timestamp to base_job_name; use the name the plan printed instead."""
+    import sagemaker.train.model_trainer as model_trainer
+
+    original = model_trainer._get_unique_name
+    model_trainer._get_unique_name = lambda base, max_length=63: name
+    try:
+        yield
+    finally:
+        model_trainer._get_unique_name = original
+
+
+def submit(plan, wait):
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+    from sagemaker.core.helper.session_helper import Session
+    from sagemaker.core.training.configs import (
+        CheckpointConfig,
+        Compute,
+        InstanceGroup,
+        MetricDefinition,
+        OutputDataConfig,
+        SourceCode,
+        StoppingCondition,
+        TensorBoardOutputConfig,
+    )
+    from sagemaker.train.model_trainer import ModelTrainer
+
+    if plan.groups[0].name is None:
+        compute = Compute(instance_type=plan.groups[0].instance_type, instance_count=plan.groups[0].count,
+                          volume_size_in_gb=plan.volume_gb, enable_managed_spot_training=plan.spot)
+    else:
+        compute = Compute(instance_groups=[InstanceGroup(instance_group_name=g.name, instance_type=g.instance_type,
+                                                         instance_count=g.count) for g in plan.groups],
+                          volume_size_in_gb=plan.volume_gb, enable_managed_spot_training=plan.spot)
+    stopping = StoppingCondition(max_runtime_in_seconds=plan.max_run_s,
+                                 **({"max_wait_time_in_seconds": plan.max_wait_s} if plan.spot else {}))
+    try:
+        session = Session(boto_session=boto3.Session(region_name=plan.region), default_bucket=plan.bucket,
+                          sagemaker_config=sdk_config())
+        trainer = ModelTrainer(
+            sagemaker_session=session, role=plan.role, training_image=plan.image, base_job_name=plan.job_name,
+            input_s3_key_prefix=plan.prefix, compute=compute, stopping_condition=stopping,
+            source_code=SourceCode(source_dir=str(plan.archive), command=COMMAND),
+            checkpoint_config=CheckpointConfig(s3_uri=plan.checkpoint_uri, local_path=CHECKPOINT_LOCAL),
+            output_data_config=OutputDataConfig(s3_output_path=plan.output_uri),
+            hyperparameters=plan.hyperparameters, environment=dict(ENVIRONMENT),
+        )
+        trainer = trainer.with_tensorboard_output_config(
+            TensorBoardOutputConfig(s3_output_path=plan.tensorboard_uri, local_path=TENSORBOARD_LOCAL))
+        trainer = trainer.with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in plan.metric_definitions])
+        with pinned_job_name(plan.job_name):
+            trainer.train(wait=wait, logs=wait)
+    except ClientError as e:
+        raise UserError(f"SageMaker refused the job ({_aws_error(e)}).") from None
+    except (BotoCoreError, ValueError) as e:
+        raise UserError(f"The job could not be created: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    print(f"submitted: {plan.job_name} in {plan.region}")
+    print(f"  status: aws sagemaker describe-training-job --region {plan.region} --training-job-name {plan.job_name}")
+    print(f"  logs:   CloudWatch /aws/sagemaker/TrainingJobs, streams {plan.job_name}/algo-N-...")
+    print(f"  model:  {plan.output_uri}/{plan.job_name}/output/model.tar.gz (when it completes)")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        plan = make_plan(args)
+        if not args.local and not args.dry_run:
+            preflight(plan)
+        print_plan(plan, args)
+        if not args.local and args.budget_usd is not None:
+            _, worst = cost_lines(plan, args.steps_per_second)
+            if worst > args.budget_usd:
+                per_hour = worst / (plan.max_run_s / 3600)
+                fits = args.budget_usd / per_hour
+                raise UserError(f"--budget-usd {args.budget_usd:g}: the on-demand worst case is ${worst:,.2f} "
+                                f"({per_hour:.3f} $/h x {plan.max_run_s / 3600:g} h of --max-run). Lower --max-run "
+                                f"(at most {fits:.1f}h fits), choose cheaper instances, or raise --budget-usd.")
+            print(f"budget: worst case ${worst:,.2f} <= --budget-usd {args.budget_usd:g}")
+        with tempfile.TemporaryDirectory(prefix="procgen-sm-") as tmp:
+            plan.archive, plan.archive_files = build_archive(args.experiment, tmp)
+            size = plan.archive.stat().st_size / 1e3
+            print(f"source archive: {len(plan.archive_files)} files, {size:,.0f} kB ({ARCHIVE_NAME}: train.py, "
+                  f"{plan.experiment}, {ENTRY}, ...)")
+            if args.local:
+                import sm_local
+
+                return sm_local.run(plan, job_dir=args.job_dir)
+            if args.dry_run:
+                print("request (CreateTrainingJob, as ModelTrainer sends it; --dry-run: nothing uploaded, nothing called):")
+                print(json.dumps(request(plan), indent=2))
+                return 0
+            submit(plan, args.wait)
+            return 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing more is done; a job already submitted keeps running (see the AWS console)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

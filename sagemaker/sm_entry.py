@@ -1,0 +1,474 @@
+#!/usr/bin/env python
+"""Entry point inside a SageMaker training job (and a `launch.py --local` one): SageMaker's files in, train.py out.
+
+SageMaker starts this on every host of the job, in the unpacked source archive. It needs no SageMaker SDK:
+
+    /opt/ml/input/config/hyperparameters.json  `experiment` plus train.py overrides (KEY: VALUE)
+    /opt/ml/input/config/resourceconfig.json   hosts and instance groups: who starts the Ray head
+    /opt/ml/checkpoints     train.py's run directory. SageMaker mirrors it to S3 and puts it back when a
+                            Spot job restarts, so train.py resumes from the newest checkpoint.
+    /opt/ml/output/tensorboard   result.json and TensorBoard events (uploaded while the job runs)
+    /opt/ml/model           at the end: the final checkpoint, the resolved config, summary.json and a
+                            rollout summary, laid out as a run directory (rollout.py takes it)
+
+One host: train.py runs alone on this host's CPUs and GPUs. Several hosts: the first host of the
+`learner` instance group (or of the job) starts a Ray head, the others join it by hostname, retrying
+until it is up; train.py runs on the head and uses every host's CPUs; the other hosts exit 0 when the
+head goes away. SIGTERM (Spot interruption, StopTrainingJob, --max-run) is passed to train.py, which
+saves a checkpoint before it exits.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+CODE = Path(__file__).resolve().parents[1]
+if str(CODE) not in sys.path:
+    sys.path.insert(1, str(CODE))
+
+ML = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model")).parent
+CONFIG_DIR = Path(os.environ.get("SM_INPUT_CONFIG_DIR", str(ML / "input" / "config")))
+MODEL = ML / "model"
+CHECKPOINTS = ML / "checkpoints"
+OUTPUT = ML / "output"
+TENSORBOARD = OUTPUT / "tensorboard"
+RAY_PORT = int(os.environ.get("PROCGEN_SM_RAY_PORT", "6379"))
+JOIN_TIMEOUT_S = float(os.environ.get("PROCGEN_SM_JOIN_TIMEOUT", "900"))
+LEARNER_GROUP = "learner"
+# Hyperparameters that are not train.py overrides.
+RESERVED = {"experiment": "the experiment YAML, relative to the source archive", "rollout_episodes": "episodes of the final rollout"}
+# The deep-learning framework comes from the image: these pins are never re-installed over it.
+# name in requirements.txt -> the distributions that provide it
+FRAMEWORK_PACKAGES = {"torch": ("torch",), "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "intel-tensorflow")}
+PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*==\s*([^\s;#]+)")
+
+
+class JobError(Exception):
+    """The job cannot go on; the message goes to /opt/ml/output/failure (SageMaker's FailureReason)."""
+
+
+class State:
+    signal = None  # the SIGTERM/SIGINT that arrived, if any
+    child = None  # the process a signal is passed on to
+
+
+def _on_signal(signum, frame):
+    State.signal = signum
+    child = State.child
+    if child is not None and child.poll() is None:
+        child.send_signal(signum)
+
+
+def log(text):
+    print(f"sagemaker: {text}", flush=True)
+
+
+# --------------------------------------------------------------------------- job description
+
+
+def read_json(path, default=None):
+    if not path.is_file():
+        if default is not None:
+            return default
+        raise JobError(f"{path} is missing: this is not a SageMaker job directory.")
+    return json.loads(path.read_text())
+
+
+def split_hyperparameters(hps):
+    """hyperparameters.json -> (experiment, rollout episodes, train.py overrides in a stable order)."""
+    hps = {k: _unquote(v) for k, v in hps.items()}
+    experiment = hps.pop("experiment", None)
+    if not experiment:
+        raise JobError("hyperparameter `experiment` is missing. Launch with: python sagemaker/launch.py EXPERIMENT.yaml")
+    episodes = int(hps.pop("rollout_episodes", 5))
+    # Parents before children (model=... before model.custom_model=...), as a user would write them.
+    keys = sorted(hps, key=lambda k: (k.count("."), k))
+    return experiment, episodes, [f"{k}={hps[k]}" for k in keys]
+
+
+def _unquote(value):
+    """SageMaker SDK v2 JSON-quoted string hyperparameters; v3 passes them as they are."""
+    value = str(value)
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            return str(json.loads(value))
+        except ValueError:
+            pass
+    return value
+
+
+def _host_key(host):
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", host)]
+
+
+def cluster_layout(rc):
+    """resourceconfig.json -> (this host, all hosts, head host, this host's group)."""
+    hosts = sorted(rc.get("hosts") or [rc.get("current_host", "algo-1")], key=_host_key)
+    current = rc.get("current_host", hosts[0])
+    groups = rc.get("instance_groups") or []
+    group = rc.get("current_group_name")
+    if len(groups) > 1:  # a heterogeneous job; a homogeneous one has a single group, homogeneousCluster
+        learners = [g for g in groups if g.get("instance_group_name") == LEARNER_GROUP]
+        if not learners or not learners[0].get("hosts"):
+            names = ", ".join(g.get("instance_group_name", "?") for g in groups)
+            raise JobError(f"instance groups {names} have no `{LEARNER_GROUP}` group to run the Ray head and the learner.")
+        head = sorted(learners[0]["hosts"], key=_host_key)[0]
+    else:
+        head = hosts[0]
+    return current, hosts, head, group
+
+
+def host_address(host):
+    """A host's IP: SageMaker resolves algo-N names; --local maps them in PROCGEN_SM_HOSTS."""
+    local = json.loads(os.environ.get("PROCGEN_SM_HOSTS", "{}"))
+    if host in local:
+        return local[host]
+    deadline = time.monotonic() + 300
+    while True:  # SageMaker's host names can take a moment to resolve at start
+        try:
+            return socket.gethostbyname(host)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise JobError(f"host name {host} does not resolve.") from None
+            time.sleep(2)
+
+
+def host_resources():
+    cpus = int(os.environ.get("SM_NUM_CPUS") or len(os.sched_getaffinity(0)))
+    gpus = os.environ.get("SM_NUM_GPUS")
+    if gpus is None:
+        gpus = len([p for p in Path("/dev").glob("nvidia[0-9]*")])
+    return cpus, int(gpus)
+
+
+# --------------------------------------------------------------------------- requirements
+
+
+def requirements_plan(req_file, framework, installed):
+    """What to pip install so the repo's pins hold, keeping the image's own torch / TensorFlow.
+
+    installed: {normalized name: version}. Returns (specs to install, constraints, notes)."""
+    want = "torch" if framework == "torch" else "tensorflow"
+    install, constraints, notes = [], [], []
+    for line in Path(req_file).read_text().splitlines():
+        m = PIN.match(line)
+        if not m:
+            continue
+        name, extras, version = m.group(1), m.group(2) or "", m.group(3)
+        key = _norm(name)
+        have = installed.get(key)
+        if key in FRAMEWORK_PACKAGES:
+            provider = next((p for p in FRAMEWORK_PACKAGES[key] if installed.get(p)), None)
+            if provider:
+                have = installed[provider]
+                constraints.append(f"{provider}=={have}")
+                if _base(have) != _base(version):
+                    notes.append(f"{name} {have} from the image (requirements.txt pins {version})")
+            elif key == want:
+                install.append(f"{name}=={version}")
+            continue
+        if key == "tf-keras":
+            tf = next((installed[p] for p in FRAMEWORK_PACKAGES["tensorflow"] if installed.get(p)), None)
+            if framework == "torch" or not tf:
+                continue
+            minor = ".".join(tf.split(".")[:2])
+            if not have or ".".join(have.split(".")[:2]) != minor:
+                install.append(f"tf-keras~={minor}.0")
+            continue
+        if have is None or _base(have) != _base(version):
+            install.append(f"{name}{extras}=={version}")
+    return install, constraints, notes
+
+
+def _norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _base(version):
+    return version.split("+")[0]
+
+
+def ensure_requirements(framework):
+    installed = {_norm(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    install, constraints, notes = requirements_plan(CODE / "requirements.txt", framework, installed)
+    for note in notes:
+        log(f"requirements: {note}")
+    if not install:
+        log("requirements: all pinned packages are installed")
+        return
+    log(f"requirements: installing {' '.join(install)}")
+    cons = OUTPUT / "constraints.txt"
+    cons.parent.mkdir(parents=True, exist_ok=True)
+    cons.write_text("\n".join(constraints) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
+                           "-c", str(cons), *install])
+    if proc.returncode != 0:
+        raise JobError(f"pip could not install {' '.join(install)} (exit {proc.returncode}). See the log above; "
+                       "pass an image that has them with launch.py --image.")
+
+
+# --------------------------------------------------------------------------- resources
+
+
+def derive_overrides(exp, total_cpus, head_gpus):
+    """Overrides that spread the experiment over the cluster without changing its batch semantics.
+
+    Env runners grow to use the CPUs the cluster has (the same number of games in total, split over
+    more runners, so rollout_fragment_length and train_batch_size stay as the YAML says). Shrinking
+    to a smaller machine is train.py's own fitting."""
+    config = exp.config
+    out, notes = [], []
+    if "num_env_runners" not in config:
+        return out, notes  # RLlib's default layout: left alone
+    driver = config.get("num_cpus_for_main_process", 1)
+    per_runner = config.get("num_cpus_per_env_runner", 1) or 1
+    runners = config.get("num_env_runners", 2)
+    envs = config.get("num_envs_per_env_runner", 1)
+    games = max(runners, 1) * envs
+    room = int((total_cpus - driver) // per_runner)
+    if runners >= 1 and room > runners:
+        new = max(d for d in range(1, games + 1) if games % d == 0 and d <= room)
+        if new > runners:
+            out += [f"num_env_runners={new}", f"num_envs_per_env_runner={games // new}"]
+            notes.append(f"num_env_runners {runners} -> {new} and num_envs_per_env_runner {envs} -> {games // new}: "
+                         f"{total_cpus} CPUs in the cluster, still {games} games per sampling round")
+    num_gpus = config.get("num_gpus", 0)
+    if head_gpus and num_gpus > head_gpus:
+        out.append(f"num_gpus={head_gpus}")
+        notes.append(f"num_gpus {num_gpus} -> {head_gpus}: the learner host has {head_gpus}")
+    elif head_gpus and not num_gpus:
+        notes.append(f"the learner host has {head_gpus} GPU(s) but the experiment sets num_gpus 0; "
+                     "launch with --set num_gpus=1 to train on it")
+    return out, notes
+
+
+def describe_resources(exp, derived, total_cpus, total_gpus, hosts):
+    from utils.config import apply_overrides
+
+    apply_overrides(exp, derived)
+    c = exp.config
+    runners = c.get("num_env_runners", 2)
+    log(f"resources: {len(hosts)} host(s), {total_cpus} CPUs, {total_gpus} GPUs; learner (driver) "
+        f"{c.get('num_cpus_for_main_process', 1)} CPU + {c.get('num_gpus', 0)} GPU on the head; {runners} env runner(s) x "
+        f"{c.get('num_envs_per_env_runner', 1)} games, {c.get('num_cpus_per_env_runner', 1)} CPU + "
+        f"{c.get('num_gpus_per_env_runner', 0)} GPU each; train_batch_size {c.get('train_batch_size', 'default')}")
+
+
+# --------------------------------------------------------------------------- Ray cluster
+
+
+def reachable(addr, port, timeout=2.0):
+    try:
+        with socket.create_connection((addr, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start_ray(args, cpus, gpus, node_ip):
+    cmd = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", *args, "--node-ip-address", node_ip,
+           f"--num-cpus={cpus}", f"--num-gpus={gpus}", "--disable-usage-stats"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_process(proc, timeout=30):
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wait_for_nodes(address, expected):
+    """Connect to the head, wait until every host has joined, and return per-node resources."""
+    import logging
+
+    import ray
+
+    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    signal.signal(signal.SIGTERM, _on_signal)  # ray.init installs its own
+    try:
+        deadline = time.monotonic() + JOIN_TIMEOUT_S
+        while True:
+            nodes = [n for n in ray.nodes() if n.get("Alive")]
+            if len(nodes) >= expected:
+                return [n.get("Resources", {}) for n in nodes]
+            if State.signal:
+                raise JobError(f"{signal.Signals(State.signal).name} arrived while waiting for the other hosts to join.")
+            if time.monotonic() > deadline:
+                raise JobError(f"only {len(nodes)} of {expected} hosts joined the Ray head at {address} "
+                               f"within {JOIN_TIMEOUT_S:.0f} s. Check the other hosts' logs.")
+            time.sleep(1)
+    finally:
+        ray.shutdown()
+
+
+def run_worker(head, head_addr, my_addr, cpus, gpus):
+    """A non-head host: join the head's Ray cluster, lend it this host's CPUs/GPUs, exit 0 when it is gone."""
+    log(f"waiting for the Ray head on {head} ({head_addr}:{RAY_PORT})")
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while not reachable(head_addr, RAY_PORT):
+        if State.signal:
+            return 0
+        if time.monotonic() > deadline:
+            raise JobError(f"the Ray head on {head} ({head_addr}:{RAY_PORT}) did not come up within {JOIN_TIMEOUT_S:.0f} s.")
+        time.sleep(2)
+    ray_proc = start_ray(["--address", f"{head_addr}:{RAY_PORT}"], cpus, gpus, my_addr)
+    log(f"joined the Ray head on {head} with {cpus} CPUs and {gpus} GPUs")
+    misses, restarts, grace_until = 0, 0, None
+    try:
+        while True:
+            time.sleep(2)
+            misses = 0 if reachable(head_addr, RAY_PORT) else misses + 1
+            if misses >= 3:
+                log("the Ray head has stopped: training is over, this host is done")
+                return 0
+            if ray_proc.poll() is not None and misses == 0:
+                restarts += 1
+                if restarts > 5:
+                    raise JobError(f"Ray on this host keeps exiting ({ray_proc.returncode}) while the head on {head} is up.")
+                log(f"Ray on this host exited ({ray_proc.returncode}); joining the head again")
+                ray_proc = start_ray(["--address", f"{head_addr}:{RAY_PORT}"], cpus, gpus, my_addr)
+            if State.signal and grace_until is None:
+                # Keep lending CPUs while the head saves its checkpoint; SageMaker allows 120 s.
+                grace_until = time.monotonic() + 100
+            if grace_until and time.monotonic() > grace_until:
+                return 0
+    finally:
+        stop_process(ray_proc)
+
+
+# --------------------------------------------------------------------------- training and artifacts
+
+
+def run(cmd):
+    """Run a child with signals passed on to it; returns its exit code."""
+    print("+ " + " ".join(str(c) for c in cmd), flush=True)
+    State.child = subprocess.Popen([str(c) for c in cmd], cwd=CODE)
+    if State.signal:
+        State.child.send_signal(State.signal)
+    rc = State.child.wait()
+    State.child = None
+    return rc
+
+
+def collect_model(episodes):
+    """/opt/ml/model as a run directory: checkpoints/NEWEST, config.yaml, overrides.yaml, summary.json, rollout.json."""
+    from utils.checkpoints import newest_checkpoint
+
+    MODEL.mkdir(parents=True, exist_ok=True)
+    for name in ("config.yaml", "overrides.yaml", "summary.json"):
+        if (CHECKPOINTS / name).is_file():
+            shutil.copy2(CHECKPOINTS / name, MODEL / name)
+    newest = newest_checkpoint(CHECKPOINTS)
+    if newest is None:
+        log("no checkpoint to put in the model (checkpoint_at_end is false and checkpoint_freq is 0)")
+        return
+    target = MODEL / "checkpoints" / newest.name
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(newest, target)
+    if episodes > 0 and not State.signal:
+        rc = run([sys.executable, "rollout.py", target, "--episodes", episodes, "--json", MODEL / "rollout.json"])
+        if rc != 0:
+            # The model is good without it: keep the job's result, say what went wrong.
+            (MODEL / "rollout-error.txt").write_text(f"rollout.py exited {rc}; see the job log.\n")
+            log(f"warning: rollout.py exited {rc}; the model is saved without rollout.json")
+    log(f"model: {MODEL}: {', '.join(sorted(p.name for p in MODEL.iterdir()))}")
+
+
+def fail(message):
+    log(f"error: {message}")
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with open(OUTPUT / "failure", "a") as f:
+        f.write(message + "\n")
+    return 1
+
+
+def main():
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _on_signal)
+    ray_proc = None
+    try:
+        from utils.config import apply_overrides, read_experiment, translate_old_names
+        from utils.errors import UserError
+
+        hps = read_json(CONFIG_DIR / "hyperparameters.json")
+        rc_config = read_json(CONFIG_DIR / "resourceconfig.json", default={"current_host": "algo-1", "hosts": ["algo-1"]})
+        experiment, episodes, overrides = split_hyperparameters(hps)
+        current, hosts, head, group = cluster_layout(rc_config)
+        cpus, gpus = host_resources()
+        role = "head" if current == head else "worker"
+        log(f"job {os.environ.get('TRAINING_JOB_NAME', '?')}, host {current} ({hosts.index(current) + 1} of {len(hosts)}"
+            f"{', group ' + group if group else ''}, {rc_config.get('current_instance_type', '?')}), {cpus} CPUs, {gpus} GPUs"
+            f"{', Ray head' if len(hosts) > 1 and role == 'head' else ''}")
+        try:
+            exp = read_experiment(CODE / experiment)
+            apply_overrides(exp, overrides)
+            translate_old_names(exp)
+        except UserError as e:
+            raise JobError(str(e)) from None
+        ensure_requirements(exp.config.get("framework", "torch"))
+
+        if len(hosts) > 1 and role == "worker":
+            return run_worker(head, host_address(head), host_address(current), cpus, gpus)
+
+        train_args = ["--run-dir", CHECKPOINTS, "--log-dir", TENSORBOARD, "--progress-bar", "off"]
+        total_cpus, total_gpus, head_gpus = cpus, gpus, gpus
+        if len(hosts) > 1:
+            addr = host_address(current)
+            driver_cpus = exp.config.get("num_cpus_for_main_process", 1)
+            # The driver (learner) runs in train.py on this host: Ray schedules env runners on the rest.
+            ray_proc = start_ray(["--head", f"--port={RAY_PORT}", "--include-dashboard=false"],
+                                 max(0, cpus - driver_cpus), gpus, addr)
+            log(f"Ray head on {current} ({addr}:{RAY_PORT}); waiting for {len(hosts) - 1} more host(s)")
+            while not reachable(addr, RAY_PORT):
+                if ray_proc.poll() is not None:
+                    raise JobError(f"the Ray head did not start (ray start exited {ray_proc.returncode}).")
+                time.sleep(1)
+            nodes = wait_for_nodes(f"{addr}:{RAY_PORT}", len(hosts))
+            total_cpus = int(sum(n.get("CPU", 0) for n in nodes)) + min(cpus, driver_cpus)
+            total_gpus = int(sum(n.get("GPU", 0) for n in nodes))
+            per_node = "+".join(str(int(n.get("CPU", 0))) for n in sorted(nodes, key=lambda n: n.get("CPU", 0)))
+            log(f"Ray cluster: {len(nodes)} nodes, CPUs for env runners {per_node} (+{min(cpus, driver_cpus)} kept for "
+                f"the driver on this host) = {total_cpus} CPUs, {total_gpus} GPUs")
+            train_args += ["--ray-address", f"{addr}:{RAY_PORT}"]
+        if State.signal:
+            return 128 + State.signal
+        derived, notes = derive_overrides(exp, total_cpus, head_gpus)
+        for note in notes:
+            log(f"derived: {note}")
+        describe_resources(exp, derived, total_cpus, total_gpus, hosts)
+        rc = run([sys.executable, "train.py", "-f", experiment, *overrides, *derived, *train_args,
+                  "--num-cpus", total_cpus, "--num-gpus", total_gpus])
+        stop_process(ray_proc)
+        ray_proc = None
+        if State.signal or rc in (128 + signal.SIGTERM, 128 + signal.SIGINT):
+            signum = State.signal or rc - 128
+            log(f"stopped by {signal.Signals(signum).name}: the newest checkpoint is in {CHECKPOINTS}; "
+                "a restarted Spot job resumes from it")
+            collect_model(0)  # stopped for good (--max-run, StopTrainingJob): SageMaker still uploads the model
+            return 128 + signum
+        if rc != 0:
+            fail(f"train.py exited {rc}; see the log above.")
+            return rc
+        collect_model(episodes)
+        return 0
+    except JobError as e:
+        return fail(str(e))
+    finally:
+        stop_process(ray_proc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
