@@ -557,8 +557,15 @@ def cost_lines(plan, steps_per_second=None):
 def expected_hours(plan, steps_per_second=None):
     stop, config = plan.exp.stop, plan.exp.config
     throughput = plan.prices.get("throughput", {})
-    sps = steps_per_second or throughput.get("steps_per_second")
-    source = "--steps-per-second" if steps_per_second else f"measured: {throughput.get('measured', '?')}"
+    learner = next((g for g in plan.groups if g.name in (None, LEARNER_GROUP)), plan.groups[0])
+    by_type = throughput.get("by_instance_type", {})
+    if steps_per_second:
+        sps, source = steps_per_second, "--steps-per-second"
+    elif learner.instance_type in by_type:
+        sps = by_type[learner.instance_type]["steps_per_second"]
+        source = f"{learner.instance_type}: {by_type[learner.instance_type]['measured']}"
+    else:
+        sps, source = throughput.get("steps_per_second"), f"measured: {throughput.get('measured', '?')}"
     options = []
     steps = stop.get("timesteps_total")
     if steps is None and "training_iteration" in stop and config.get("train_batch_size"):

@@ -222,9 +222,10 @@ def test_dry_run_prints_plan_cost_and_request_and_calls_nothing(tmp_path):
     assert "  actors: ml.c5.4xlarge        2    32    0          1.904     0.571" in out
     assert "  total                        3    40    1          6.188     1.856" in out
     assert "  worst     10.00 h: $61.88 on-demand, $18.56 Spot  (--max-run)" in out
-    # 8M steps at the measured 209 steps/s take 10.6 h: more than --max-run, so the estimate is capped.
-    assert "  expected  10.00 h: $61.88 on-demand, $18.56 Spot  (8,000,000 steps / 209 steps/s, measured" in out
-    assert "capped by --max-run" in out
+    # The learner type's own throughput (AWS's 2020 figure for ml.p3.2xlarge): 8M steps / 3000 steps/s = 0.74 h.
+    assert ("  expected   0.74 h: $4.58 on-demand, $1.38 Spot  (8,000,000 steps / 3000 steps/s, ml.p3.2xlarge: "
+            "AWS 2020 sample") in out
+    assert "capped by --max-run" not in out
     request = dry_run_request(out)
     assert request["TrainingJobName"] == "ppo-coinrun-1"
     assert request["AlgorithmSpecification"]["TrainingImage"].endswith("/tensorflow-training:2.21.0-gpu-py312")
@@ -236,6 +237,17 @@ def test_dry_run_prints_plan_cost_and_request_and_calls_nothing(tmp_path):
     assert request["HyperParameters"] == {"experiment": "experiments/impala-baseline.yaml", "rollout_episodes": "5",
                                           "lr": "0.0003", "env_config.env_name": "bigfish"}
     assert "nothing uploaded, nothing called" in out
+
+
+def test_expected_hours_fall_back_to_the_measured_figure_and_cap_at_max_run(capsys):
+    """A learner type without a throughput figure of its own uses the repo's measured one; --max-run caps it."""
+    rc, out, err = launch_in_process(capsys, "experiments/impala-baseline.yaml", "--dry-run", "--region", "us-east-1",
+                                     "--bucket", "my-bucket", "--role", ROLE, "--job-name", "cpu-only",
+                                     "--instance-type", "ml.c5.4xlarge", "--set", "num_gpus=0", "--max-run", "2h")
+    assert rc == 0, err
+    # 8M steps / 209 steps/s = 10.6 h, more than --max-run: 2 h x 0.952 $/h.
+    assert "  expected   2.00 h: $1.90 on-demand, $0.57 Spot  (8,000,000 steps / 209 steps/s, measured" in out
+    assert "capped by --max-run" in out
 
 
 BAD_INPUT = [
