@@ -92,16 +92,8 @@ def build_impala_cnn(obs_shape, num_outputs, depths, dense_size):
     return tf.keras.Model(obs, [logits, value])
 
 
-class ImpalaCNN(TFModelV2):
-    """obs uint8 (N, H, W, C) -> logits (N, num_outputs); value_function() -> (N,)."""
-
-    DEFAULT_CONFIG = {"depths": [16, 32, 32], "dense_size": 256}
-
-    def __init__(self, obs_space, action_space, num_outputs, model_config, name, **kwargs):
-        super().__init__(obs_space, action_space, num_outputs, model_config, name)
-        options = impala_options(type(self), model_config, kwargs)
-        self.base_model = build_impala_cnn(obs_space.shape, num_outputs, options["depths"], options["dense_size"])
-        self._value = None
+class KerasPolicyValueModel(TFModelV2):
+    """A TFModelV2 around `self.base_model`, a Keras model obs -> [logits, value]; subclasses build it."""
 
     def forward(self, input_dict, state, seq_lens):
         # RLlib feeds obs in the space's dtype (uint8) or as floats; the model wants float32.
@@ -111,3 +103,15 @@ class ImpalaCNN(TFModelV2):
     def value_function(self):
         assert self._value is not None, "must call forward() first"
         return tf.reshape(self._value, [-1])
+
+
+class ImpalaCNN(KerasPolicyValueModel):
+    """obs uint8 (N, H, W, C) -> logits (N, num_outputs); value_function() -> (N,)."""
+
+    DEFAULT_CONFIG = {"depths": [16, 32, 32], "dense_size": 256}
+
+    def __init__(self, obs_space, action_space, num_outputs, model_config, name, **kwargs):
+        super().__init__(obs_space, action_space, num_outputs, model_config, name)
+        options = impala_options(type(self), model_config, kwargs)
+        self.base_model = build_impala_cnn(obs_space.shape, num_outputs, options["depths"], options["dense_size"])
+        self._value = None

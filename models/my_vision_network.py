@@ -9,10 +9,9 @@ left is flattened and feeds the policy and value heads.
 import utils  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 
 # isort: split
-from ray.rllib.models.tf.tf_modelv2 import TFModelV2
 from ray.rllib.utils.framework import try_import_tf
 
-from models.impala_cnn_tf import dense, is_count, model_options
+from models.impala_cnn_tf import KerasPolicyValueModel, dense, is_count, model_options
 from utils.errors import UserError
 
 tf1, tf, tfv = try_import_tf()
@@ -47,7 +46,7 @@ def check_filters(filters, image_size):
         )
 
 
-class MyVisionNetwork(TFModelV2):
+class MyVisionNetwork(KerasPolicyValueModel):
     """obs uint8 (N, H, W, C) -> logits (N, num_outputs); value_function() -> (N,)."""
 
     DEFAULT_CONFIG = {"conv_filters": [[16, 8, 4], [32, 4, 2], [256, 8, 1]]}
@@ -74,12 +73,3 @@ class MyVisionNetwork(TFModelV2):
         value = dense(1, "vf", gain=1.0)(x)
         self.base_model = tf.keras.Model(obs, [logits, value])
         self._value = None
-
-    def forward(self, input_dict, state, seq_lens):
-        # RLlib feeds obs in the space's dtype (uint8) or as floats; the model wants float32.
-        logits, self._value = self.base_model(tf.cast(input_dict["obs"], tf.float32))
-        return logits, state
-
-    def value_function(self):
-        assert self._value is not None, "must call forward() first"
-        return tf.reshape(self._value, [-1])
