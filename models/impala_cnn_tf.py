@@ -43,6 +43,8 @@ def impala_options(cls, model_config, kwargs):
         )
     if not is_count(options["dense_size"]):
         raise UserError(f"dense_size in {where} must be a positive int, got {options['dense_size']!r}.")
+    if not isinstance(options["bf16"], bool):
+        raise UserError(f"bf16 in {where} must be true or false, got {options['bf16']!r}.")
     return options
 
 
@@ -52,41 +54,62 @@ def trunk_initializer():
     return tf.keras.initializers.GlorotUniform()
 
 
-def conv3x3(x, depth, name):
-    return tf.keras.layers.Conv2D(depth, 3, padding="same", kernel_initializer=trunk_initializer(), name=name)(x)
+def conv3x3(x, depth, name, dtype):
+    return tf.keras.layers.Conv2D(depth, 3, padding="same", kernel_initializer=trunk_initializer(), name=name, dtype=dtype)(x)
 
 
-def residual_block(x, name):
-    out = tf.keras.layers.ReLU()(x)
-    out = conv3x3(out, x.shape[-1], f"{name}_conv0")
-    out = tf.keras.layers.ReLU()(out)
-    out = conv3x3(out, x.shape[-1], f"{name}_conv1")
-    return tf.keras.layers.Add()([out, x])
+def residual_block(x, name, dtype):
+    out = tf.keras.layers.ReLU(dtype=dtype)(x)
+    out = conv3x3(out, x.shape[-1], f"{name}_conv0", dtype)
+    out = tf.keras.layers.ReLU(dtype=dtype)(out)
+    out = conv3x3(out, x.shape[-1], f"{name}_conv1", dtype)
+    return tf.keras.layers.Add(dtype=dtype)([out, x])
 
 
-def conv_sequence(x, depth, name):
-    x = conv3x3(x, depth, f"{name}_conv")
-    x = tf.keras.layers.MaxPool2D(pool_size=3, strides=2, padding="same")(x)
-    x = residual_block(x, f"{name}_res0")
-    return residual_block(x, f"{name}_res1")
+def conv_sequence(x, depth, name, dtype):
+    x = conv3x3(x, depth, f"{name}_conv", dtype)
+    x = tf.keras.layers.MaxPool2D(pool_size=3, strides=2, padding="same", dtype=dtype)(x)
+    x = residual_block(x, f"{name}_res0", dtype)
+    return residual_block(x, f"{name}_res1", dtype)
 
 
-def dense(units, name, gain=None):
+def dense(units, name, gain=None, dtype="float32"):
     # Orthogonal heads as in the Procgen baselines: a small policy gain makes the first policy
     # near uniform.
     init = trunk_initializer() if gain is None else tf.keras.initializers.Orthogonal(gain=gain)
-    return tf.keras.layers.Dense(units, kernel_initializer=init, name=name)
+    return tf.keras.layers.Dense(units, kernel_initializer=init, name=name, dtype=dtype)
 
 
-def build_impala_cnn(obs_shape, num_outputs, depths, dense_size):
-    """Keras model: float obs in [0, 255], (N, H, W, C) -> [logits (N, num_outputs), value (N, 1)]."""
+class Cast(tf.keras.layers.Layer):
+    """Casts its input to `target`: the bf16 trunk's boundaries. Keras's mixed-precision policy casts a
+    layer's variables but, in RLlib's static-graph mode (v1 layers), not its inputs."""
+
+    def __init__(self, target, **kwargs):
+        super().__init__(autocast=False, **kwargs)
+        self.target = target
+
+    def call(self, x):
+        return tf.cast(x, self.target)
+
+
+def build_impala_cnn(obs_shape, num_outputs, depths, dense_size, bf16=False):
+    """Keras model: float obs in [0, 255], (N, H, W, C) -> [logits (N, num_outputs), value (N, 1)].
+
+    bf16: the trunk (convolutions and the hidden layer) computes in bfloat16 with float32 weights
+    (Keras's "mixed_bfloat16" policy); the heads, their outputs and the gradients stay float32.
+    """
+    dtype = "mixed_bfloat16" if bf16 else "float32"
     obs = tf.keras.layers.Input(shape=obs_shape, dtype=tf.float32, name="observations")
     x = tf.keras.layers.Rescaling(1.0 / 255.0)(obs)
+    if bf16:
+        x = Cast(tf.bfloat16)(x)
     for i, depth in enumerate(depths):
-        x = conv_sequence(x, depth, f"seq{i}")
-    x = tf.keras.layers.Flatten()(x)
-    x = tf.keras.layers.ReLU()(x)
-    x = tf.keras.layers.ReLU()(dense(dense_size, "hidden")(x))
+        x = conv_sequence(x, depth, f"seq{i}", dtype)
+    x = tf.keras.layers.Flatten(dtype=dtype)(x)
+    x = tf.keras.layers.ReLU(dtype=dtype)(x)
+    x = tf.keras.layers.ReLU(dtype=dtype)(dense(dense_size, "hidden", dtype=dtype)(x))
+    if bf16:
+        x = Cast(tf.float32)(x)
     logits = dense(num_outputs, "pi", gain=0.01)(x)
     value = dense(1, "vf", gain=1.0)(x)
     return tf.keras.Model(obs, [logits, value])
@@ -108,10 +131,11 @@ class KerasPolicyValueModel(TFModelV2):
 class ImpalaCNN(KerasPolicyValueModel):
     """obs uint8 (N, H, W, C) -> logits (N, num_outputs); value_function() -> (N,)."""
 
-    DEFAULT_CONFIG = {"depths": [16, 32, 32], "dense_size": 256}
+    # bf16: opt-in mixed precision (it changes numerics); see build_impala_cnn and the README.
+    DEFAULT_CONFIG = {"depths": [16, 32, 32], "dense_size": 256, "bf16": False}
 
     def __init__(self, obs_space, action_space, num_outputs, model_config, name, **kwargs):
         super().__init__(obs_space, action_space, num_outputs, model_config, name)
         options = impala_options(type(self), model_config, kwargs)
-        self.base_model = build_impala_cnn(obs_space.shape, num_outputs, options["depths"], options["dense_size"])
+        self.base_model = build_impala_cnn(obs_space.shape, num_outputs, options["depths"], options["dense_size"], options["bf16"])
         self._value = None

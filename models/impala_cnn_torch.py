@@ -64,7 +64,8 @@ def pooled_size(size):
 class ImpalaCNN(TorchModelV2, nn.Module):
     """obs uint8 (N, H, W, C) -> logits (N, num_outputs); value_function() -> (N,)."""
 
-    DEFAULT_CONFIG = {"depths": [16, 32, 32], "dense_size": 256}
+    # bf16: opt-in mixed precision (it changes numerics); see forward() and the README.
+    DEFAULT_CONFIG = {"depths": [16, 32, 32], "dense_size": 256, "bf16": False}
 
     def __init__(self, obs_space, action_space, num_outputs, model_config, name, **kwargs):
         TorchModelV2.__init__(self, obs_space, action_space, num_outputs, model_config, name)
@@ -80,6 +81,7 @@ class ImpalaCNN(TorchModelV2, nn.Module):
         self.policy_head = nn.Linear(options["dense_size"], num_outputs)
         self.value_head = nn.Linear(options["dense_size"], 1)
         self._init_weights()
+        self._bf16 = options["bf16"]
         self._features = None
         self.use_channels_last(True)
 
@@ -106,10 +108,14 @@ class ImpalaCNN(TorchModelV2, nn.Module):
         # NHWC obs permuted to NCHW is already channels_last in memory, so the format conversion
         # is free; dividing a uint8 tensor yields float32 in the same pass.
         x = (input_dict["obs"].permute(0, 3, 1, 2) / 255.0).contiguous(memory_format=self._memory_format)
-        x = self.conv_sequences(x)
-        # Flatten in (H, W, C) order like TF's Flatten: a free view in channels_last memory.
-        x = F.relu(x.permute(0, 2, 3, 1).flatten(1))
-        self._features = F.relu_(self.hidden(x))
+        # bf16: the trunk (convolutions and the hidden layer) computes in bfloat16 with float32
+        # weights; the heads, their outputs and the gradients stay float32.
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self._bf16):
+            x = self.conv_sequences(x)
+            # Flatten in (H, W, C) order like TF's Flatten: a free view in channels_last memory.
+            x = F.relu(x.permute(0, 2, 3, 1).flatten(1))
+            features = F.relu_(self.hidden(x))
+        self._features = features.float()
         return self.policy_head(self._features), state
 
     def value_function(self):

@@ -1,6 +1,7 @@
 """Throughput of this machine against its limits, measured in one run (`./run.sh --bench`).
 
     python scripts/bench.py [--quick] [--repeats 3] [--out DIR] [--frameworks tf torch] [--games coinrun bigfish]
+    python scripts/bench.py --sweep [...]    settings variants of the baseline instead (scripts/bench_sweep.py)
 
 Figures (each the median of --repeats measurements, with min and max):
   procgen_raw       raw procgen, 64 games per call, random actions (the env's ceiling)
@@ -145,16 +146,19 @@ def _tf_ceiling(obs, s):
     return step
 
 
+def quick_overrides(framework):
+    """The baseline shrunk to --quick's toy sizes."""
+    s = sizes(True)
+    framework_model = "impala_cnn_tf" if framework == "tf" else "impala_cnn_torch"
+    return [f"train_batch_size={s['train_batch']}", f"minibatch_size={s['minibatch']}", "num_epochs=1",
+            f"num_envs_per_env_runner={s['num_envs']}", "num_env_runners=0", "rollout_fragment_length=auto",
+            f"model.custom_model={framework_model}", f"model.custom_model_config={json.dumps(s['model'])}"]
+
+
 def _experiment(args):
     from utils.config import load_experiment
 
-    s = sizes(args.quick)
-    overrides = []
-    if args.quick:
-        overrides = [f"train_batch_size={s['train_batch']}", f"minibatch_size={s['minibatch']}", "num_epochs=1",
-                     f"num_envs_per_env_runner={s['num_envs']}", "num_env_runners=0", "rollout_fragment_length=auto"]
-        framework_model = "impala_cnn_tf" if args.framework == "tf" else "impala_cnn_torch"
-        overrides += [f"model.custom_model={framework_model}", f"model.custom_model_config={json.dumps(s['model'])}"]
+    overrides = (quick_overrides(args.framework) if args.quick else []) + (args.set or [])
     cpus = len(os.sched_getaffinity(0))
     gpus = _gpu_count()
     return load_experiment(ROOT / EXPERIMENTS[args.framework], overrides, cpus=cpus, gpus=gpus), cpus, gpus
@@ -186,14 +190,20 @@ def measure_sampling(args):
 
 
 def measure_training(args):
+    """steps/s of algo.train(), plus the seconds each of RLlib's phases took (sample, load, learn, synch_weights)."""
     algo = _build(args)
     algo.train()  # warm-up: graph tracing, first weights sync
-    steps, start = 0, time.perf_counter()
+    steps, phases, start = 0, {}, time.perf_counter()
     for _ in range(args.iterations):
+        counts = {name: timer.count for name, timer in algo._timers.items()}
         steps += algo.train()["num_env_steps_sampled_this_iter"]
+        # RLlib keeps only rolling means; the last sample of each timer that ran is this iteration's.
+        for name, timer in algo._timers.items():
+            if timer.count > counts.get(name, 0):
+                phases[name] = phases.get(name, 0.0) + timer._samples[-1]
     rate = steps / (time.perf_counter() - start)
     algo.stop()
-    return rate
+    return rate, {f"phase_{name}_s": seconds / args.iterations for name, seconds in phases.items()}
 
 
 MEASURES = {"procgen_raw": measure_env, "vector_env": measure_env, "rllib_sampling": measure_sampling,
@@ -204,24 +214,36 @@ MEASURES = {"procgen_raw": measure_env, "vector_env": measure_env, "rllib_sampli
 
 
 def run_child(args, what, **kw):
-    """One measurement in a fresh process; returns steps/s."""
+    """One measurement in a fresh process: {"steps_per_second": ..., plus phase_*_s for full training}."""
     cmd = [sys.executable, __file__, "--child", what, "--iterations", str(args.iterations)]
     if args.quick:
         cmd.append("--quick")
     for key, value in kw.items():
-        cmd += [f"--{key}", str(value)]
+        for item in value if isinstance(value, list) else [value]:
+            cmd += [f"--{key}", str(item)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rb", dir="/tmp"))
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("steps_per_second: ")]
-    if proc.returncode != 0 or not lines:
+    figures = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if line.startswith(("steps_per_second: ", "phase_")))
+    if proc.returncode != 0 or "steps_per_second" not in figures:
         raise RuntimeError(f"{what} {kw} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return float(lines[-1].split(": ")[1])
+    return {key: float(value) for key, value in figures.items()}
+
+
+def summarize(runs, **fields):
+    """A row from repeated runs: median, min, max of steps/s, and the phases of the median run."""
+    rates = [run["steps_per_second"] for run in runs]
+    median = statistics.median(rates)
+    row = {**fields, "median": median, "min": min(rates), "max": max(rates)}
+    typical = min(runs, key=lambda run: abs(run["steps_per_second"] - median))
+    phases = {key[len("phase_"):-len("_s")]: value for key, value in typical.items() if key.startswith("phase_")}
+    if phases:
+        row["phases_s"] = phases
+    return row
 
 
 def repeated(args, what, **kw):
-    values = [run_child(args, what, **kw) for _ in range(args.repeats)]
-    row = {"figure": what, **kw, "median": statistics.median(values), "min": min(values), "max": max(values)}
+    row = summarize([run_child(args, what, **kw) for _ in range(args.repeats)], figure=what, **kw)
     label = " ".join([what, *map(str, kw.values())])
     print(f"{label.replace(' ', '_')}_steps_per_second: {row['median']:.1f} (min {row['min']:.1f}, max {row['max']:.1f})", flush=True)
     return row
@@ -285,6 +307,12 @@ def markdown(rows, info, args):
         what = r.get("game") or r.get("framework")
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
         out.append(f"| {r['figure']} | {what} | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} | {r.get('reference', '')} | {ratio} |")
+    for r in rows:
+        if "phases_s" in r:
+            # training_iteration and training_step are the totals; sample + load + learn + synch_weights split them.
+            phases = ", ".join(f"{name} {r['phases_s'][name]:.1f} s" for name in ("training_iteration", "sample", "load", "learn", "synch_weights")
+                               if name in r["phases_s"])
+            out += ["", f"{r['figure']} {r['framework']}, seconds per iteration by RLlib phase: {phases}"]
     out += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()), ""]
     return "\n".join(out)
 
@@ -300,12 +328,19 @@ def parse_args(argv):
     p.add_argument("--child", choices=sorted(MEASURES), help=argparse.SUPPRESS)
     p.add_argument("--game", help=argparse.SUPPRESS)
     p.add_argument("--framework", help=argparse.SUPPRESS)
+    p.add_argument("--set", action="append", help=argparse.SUPPRESS)
+    p.add_argument("--sweep", action="store_true",
+                   help="instead of the figures: full training of the fitted baseline against variants of its settings (scripts/bench_sweep.py)")
+    p.add_argument("--variants", nargs="+", metavar="TEXT",
+                   help="with --sweep: only the variants whose name contains one of these (the fitted reference always runs)")
     args = p.parse_args(argv)
     from envs.games import GAMES
 
     for game in args.games:
         if game not in GAMES:
             p.error(f'unknown game "{game}". Allowed: {", ".join(GAMES)}')
+    if args.variants and not args.sweep:
+        p.error("--variants goes with --sweep")
     if args.repeats < 1 or args.iterations < 1:
         p.error("--repeats and --iterations must be >= 1")
     return args
@@ -315,13 +350,21 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.child:
         args.what = args.child
-        print(f"steps_per_second: {MEASURES[args.child](args):.3f}", flush=True)
+        rate = MEASURES[args.child](args)
+        rate, extra = rate if isinstance(rate, tuple) else (rate, {})
+        for key, value in extra.items():
+            print(f"{key}: {value:.3f}")
+        print(f"steps_per_second: {rate:.3f}", flush=True)
         return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.sweep:
+        from scripts import bench_sweep
+
+        return bench_sweep.main(args, out)
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, GPU: {info['gpu']}", flush=True)
     rows = bench(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps({"machine": info, "quick": args.quick, "repeats": args.repeats, "rows": rows}, indent=2) + "\n")
     text = markdown(rows, info, args)
     (out / "bench.md").write_text(text)

@@ -22,8 +22,39 @@ def test_quick_bench_writes_table_and_json(tmp_path):
     table = (tmp_path / "bench.md").read_text()
     assert "| full_training | torch |" in table and "QUICK MODE" in table
     assert "full_training_tf_steps_per_second: " in proc.stdout
+    phases = {r["framework"]: r["phases_s"] for r in data["rows"] if r["figure"] == "full_training"}
+    assert set(phases) == {"tf", "torch"} and all(p["sample"] > 0 and p["learn"] > 0 for p in phases.values())
+    assert "full_training tf, seconds per iteration by RLlib phase: " in table
 
 
 def test_bench_refuses_unknown_game(tmp_path):
     proc = run_script("scripts/bench.py", "--games", "coinrn", "--out", tmp_path, timeout=120)
     assert proc.returncode == 2 and 'unknown game "coinrn"' in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_quick_sweep_measures_variants_against_the_fitted_reference(tmp_path):
+    proc = run_script("scripts/bench.py", "--sweep", "--quick", "--repeats", "1", "--iterations", "1", "--frameworks", "torch",
+                      "--out", tmp_path, timeout=900, check=True)
+    data = json.loads((tmp_path / "sweep.json").read_text())
+    rows = data["rows"]
+    assert not [r for r in rows if "error" in r]
+    assert rows[0]["variant"] == "fitted" and rows[0]["overrides"] == [] and rows[0]["ratio"] == 1.0
+    assert {r["framework"] for r in rows} == {"torch"} and len(rows) >= 3
+    for row in rows:
+        assert row["min"] <= row["median"] <= row["max"] and row["median"] > 0
+        assert row["ratio"] == row["median"] / rows[0]["median"]
+        assert row["phases_s"]["sample"] > 0 and row["phases_s"]["learn"] > 0  # where the time goes
+    # Only the bf16 variant changes what PPO computes; the others are candidates for the defaults.
+    assert [r["changes_numerics"] for r in rows if "model.custom_model_config.bf16=true" in r["overrides"]] == [True]
+    assert not any(r["changes_numerics"] for r in rows if not any("bf16" in o for o in r["overrides"]))
+    # Every variant keeps the train batch: it only changes how the same batch is sampled.
+    for row in rows:
+        assert max(row["runners"], 1) * row["games_per_runner"] * row["fragment"] == row["train_batch"] == 256
+    assert "| torch | fitted | `(none)` |" in (tmp_path / "sweep.md").read_text()
+    assert "sweep_torch: fitted: " in proc.stdout
+
+
+def test_sweep_refuses_a_variant_that_matches_nothing(tmp_path):
+    proc = run_script("scripts/bench.py", "--sweep", "--quick", "--frameworks", "torch", "--variants", "bf61", "--out", tmp_path, timeout=300)
+    assert proc.returncode == 2 and '--variants "bf61" matches no variant' in proc.stderr and "bf16 trunk" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "sweep.json").exists()

@@ -9,6 +9,7 @@ from utils.config import build_algorithm_config, load_experiment
 from utils.errors import UserError
 
 BASELINE = ROOT / "experiments" / "impala-baseline.yaml"
+BASELINE_TORCH = ROOT / "experiments" / "impala-baseline-torch.yaml"
 
 MINIMAL = """
 exp:
@@ -57,6 +58,18 @@ def test_fitting_to_two_cpus_keeps_train_batch():
     assert c["num_env_runners"] * c["num_envs_per_env_runner"] * c["rollout_fragment_length"] == c["train_batch_size"]
     assert any("num_gpus 0.3 -> 0" in n for n in exp.notes)
     assert any("num_env_runners 4 -> 1" in n for n in exp.notes)
+
+
+def test_fitting_torch_to_two_cpus_samples_in_the_learner_process():
+    # The measured-faster setting for torch when only one env runner would fit (README, Benchmark).
+    exp = load_experiment(BASELINE_TORCH, cpus=2, gpus=0)
+    c = exp.config
+    assert c["num_env_runners"] == 0 and c["num_envs_per_env_runner"] == 64
+    assert c["num_envs_per_env_runner"] * c["rollout_fragment_length"] == c["train_batch_size"]
+    assert any("num_env_runners 4 -> 0" in n and "with torch" in n for n in exp.notes)
+    # An explicit choice that fits is the user's, not the fitting's.
+    exp = load_experiment(BASELINE_TORCH, ["num_env_runners=1", "num_envs_per_env_runner=64"], cpus=2, gpus=0)
+    assert exp.config["num_env_runners"] == 1
 
 
 def test_fitting_leaves_a_big_machine_alone():

@@ -7,6 +7,7 @@ in the same run, so the threshold's margin over random is checked too.
 
 import json
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT
@@ -27,12 +28,28 @@ def test_ppo_beats_random_policy_on_a_fixed_level(tmp_path):
                      f"env_config.start_level={level}", "stop.timesteps_total=30000", experiment=RANDOM)
     random_return = progress_lines(baseline.stdout)[-1]["episode_reward_mean"]
 
-    proc = train(tmp_path / "ppo", experiment=LEARNING)
-    rows = progress_lines(proc.stdout)
-    summary = json.loads((tmp_path / "ppo" / "out" / name / game / "summary.json").read_text())
-    print(f"random_return: {random_return:.2f}, threshold: {threshold}, reached: {rows[-1]['episode_reward_mean']:.2f} "
-          f"at timesteps_total {rows[-1]['timesteps_total']:.0f} in {rows[-1]['time_total_s']:.0f}s")
-    assert summary["stopped_by"] == "episode_reward_mean", f"did not reach {threshold} within the step cap: {rows[-1]}"
-    assert rows[-1]["episode_reward_mean"] >= threshold
+    print(f"random_return: {random_return:.2f}")
+    reached = learn(tmp_path, name, game, threshold)
+    assert reached >= threshold
     assert threshold >= random_return + 0.25 * abs(random_return) + 1, (
         f"threshold {threshold} is not clearly above the random policy's {random_return:.2f} on this level")
+
+
+def learn(tmp_path, name, game, threshold, *overrides):
+    """Train learning-check.yaml (plus overrides); the last mean return, asserting it stopped at the threshold."""
+    proc = train(tmp_path / "ppo", *overrides, experiment=LEARNING)
+    rows = progress_lines(proc.stdout)
+    summary = json.loads((tmp_path / "ppo" / "out" / name / game / "summary.json").read_text())
+    print(f"threshold: {threshold}, reached: {rows[-1]['episode_reward_mean']:.2f} "
+          f"at timesteps_total {rows[-1]['timesteps_total']:.0f} in {rows[-1]['time_total_s']:.0f}s")
+    assert summary["stopped_by"] == "episode_reward_mean", f"did not reach {threshold} within the step cap: {rows[-1]}"
+    return rows[-1]["episode_reward_mean"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["torch", "tf"])
+def test_bf16_trunk_still_learns_the_fixed_level(tmp_path, framework):
+    # bf16 changes numerics, so it is opt-in; this is the evidence that it still learns (README, Benchmark).
+    (name, spec), = yaml.safe_load(LEARNING.read_text()).items()
+    learn(tmp_path, name, spec["config"]["env_config"]["env_name"], spec["stop"]["episode_reward_mean"],
+          f"framework={framework}", f"model.custom_model=impala_cnn_{framework}", "model.custom_model_config.bf16=true")

@@ -118,6 +118,7 @@ def test_my_vision_network_parameter_count_at_defaults():
         (ImpalaTorch, {"dense": 64}, 'Did you mean "dense_size"'),
         (ImpalaTorch, {"depths": [16, 0]}, "positive ints"),
         (ImpalaTF, {"dense_size": 0}, "positive int"),
+        (ImpalaTorch, {"bf16": "yes"}, "bf16 in custom_model_config of ImpalaCNN must be true or false"),
         (MyVisionNetwork, {"conv_filters": [[16, 8]]}, "[out_channels, kernel, stride]"),
         (MyVisionNetwork, {"conv_filters": [[16, 8, 4], [32, 32, 1]]}, "larger than the 16x16"),
     ],
@@ -192,6 +193,38 @@ def test_torch_memory_format_does_not_change_outputs(channels_last):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def same_weights_bf16_twin(model, cls, options):
+    twin = build(cls, {**options, "bf16": True})
+    if is_torch(model):
+        twin.load_state_dict(model.state_dict())
+    else:
+        twin.base_model.set_weights(model.base_model.get_weights())
+    return twin
+
+
+@pytest.mark.parametrize("cls", [ImpalaTF, ImpalaTorch])
+def test_bf16_trunk_approximates_float32_and_keeps_float32_outputs_and_weights(cls):
+    # bf16 is an opt-in that changes numerics: outputs move by bf16's rounding (8-bit mantissa),
+    # never more, while weights, outputs and gradients stay float32 for RLlib's loss and optimizer.
+    model = build(cls, SMALL_IMPALA)
+    twin = same_weights_bf16_twin(model, cls, SMALL_IMPALA)
+    obs = random_obs(n=16)
+    for got, want in zip(run(twin, obs), run(model, obs), strict=True):
+        assert got.dtype == np.float32
+        error = np.abs(got - want).max()
+        assert 0 < error < 0.05 * np.abs(want).max(), error  # > 0: the trunk really ran in bf16
+    if is_torch(twin):
+        logits, _ = twin({"obs": torch.from_numpy(obs)}, [], None)
+        (logits.sum() + twin.value_function().sum()).backward()
+        assert {p.dtype for p in twin.parameters()} == {p.grad.dtype for p in twin.parameters()} == {torch.float32}
+    else:
+        with tf.GradientTape() as tape:
+            logits, _ = twin({"obs": tf.constant(obs)}, [], None)
+            loss = tf.reduce_sum(logits) + tf.reduce_sum(twin.value_function())
+        grads = tape.gradient(loss, twin.trainable_variables())
+        assert {v.dtype for v in twin.trainable_variables()} == {g.dtype for g in grads} == {tf.float32}
+
+
 def test_torch_accepts_float_observations():
     # RLlib may hand over observations already cast to float32 in [0, 255].
     model = build(ImpalaTorch, SMALL_IMPALA)
@@ -200,11 +233,12 @@ def test_torch_accepts_float_observations():
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cls", [ImpalaTF, MyVisionNetwork])
-def test_tf_models_work_in_static_graph_mode(cls):
-    # RLlib's framework="tf" builds models inside a graph with a uint8 placeholder.
+@pytest.mark.parametrize(("cls", "options"), [(ImpalaTF, None), (ImpalaTF, {"bf16": True}), (MyVisionNetwork, None)])
+def test_tf_models_work_in_static_graph_mode(cls, options):
+    # RLlib's framework="tf" builds models inside a graph with a uint8 placeholder; Keras's v1
+    # layers there handle mixed precision differently from eager mode (inputs are not cast).
     with tf.Graph().as_default() as graph:
-        model = build(cls)
+        model = build(cls, options)
         assert model.graph is graph
         obs = tf.compat.v1.placeholder(tf.uint8, (None, 64, 64, 3))
         logits, _ = model({"obs": obs}, [], None)
@@ -247,8 +281,9 @@ def test_model_catalog_builds_each_model(registered, name, framework):
     assert logits.shape == (2, NUM_ACTIONS) and value.shape == (2,)
 
 
+@pytest.mark.parametrize("bf16", [False, True])
 @pytest.mark.parametrize(("name", "framework"), [("impala_cnn_torch", "torch"), ("impala_cnn_tf", "tf2")])
-def test_old_stack_ppo_policy_builds_and_acts(registered, name, framework):
+def test_old_stack_ppo_policy_builds_and_acts(registered, name, framework, bf16):
     # Policy construction runs the PPO loss on a dummy batch, so this covers forward, value_function
     # and the loss wiring; end-to-end training is tested elsewhere.
     from ray.rllib.algorithms.ppo import PPOConfig
@@ -259,11 +294,11 @@ def test_old_stack_ppo_policy_builds_and_acts(registered, name, framework):
         PPOConfig()
         .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
         .framework(framework)
-        .training(model={"custom_model": name, "custom_model_config": SMALL_IMPALA}, train_batch_size=64)
+        .training(model={"custom_model": name, "custom_model_config": {**SMALL_IMPALA, "bf16": bf16}}, train_batch_size=64)
     )
     policy_cls = PPOTorchPolicy if framework == "torch" else PPOTF2Policy
     policy = policy_cls(OBS_SPACE, ACTION_SPACE, config.to_dict())
     assert type(policy.model) is MODEL_CLASSES[name]
     actions, _, extra = policy.compute_actions(random_obs(n=3))
     assert actions.shape == (3,) and all(0 <= a < NUM_ACTIONS for a in actions)
-    assert extra["vf_preds"].shape == (3,)
+    assert extra["vf_preds"].shape == (3,) and extra["vf_preds"].dtype == np.float32

@@ -1,0 +1,149 @@
+"""Which settings train fastest here: full training steps/s of the fitted baseline against variants of it,
+all measured in one run (`./run.sh --bench --sweep`).
+
+    python scripts/bench.py --sweep [--frameworks tf torch] [--repeats 1] [--iterations 2] [--variants TEXT ...] [--quick]
+
+Every variant is the framework's impala-baseline YAML fitted to this machine (the "fitted" row, the
+reference) plus a few overrides, measured as bench.py's full_training figure and printed as a ratio to the
+reference. Variants that keep PPO's arithmetic the same (runners, games per runner with the fragment that
+keeps the train batch, thread counts) are candidates for the experiments' defaults; a variant marked
+"changes numerics" (bf16) is an opt-in key, and its speed is reported here, its effect on learning in
+the README. Each row also has the seconds per iteration of RLlib's phases (sample, load, learn,
+synch_weights) from the run nearest the median: where the time goes. Writes sweep.json and sweep.md next to bench.json.
+"""
+
+import json
+import os
+import sys
+import time
+
+from scripts.bench import EXPERIMENTS, ROOT, machine, quick_overrides, run_child, summarize
+
+
+def variants(framework, config):
+    """(name, overrides, changes_numerics) for the fitted config of one framework.
+
+    Overrides apply before the machine fitting, so a variant that changes games per runner names the
+    fitted runner count too (the YAML's 4 runners would otherwise be fitted again, multiplying the games).
+    """
+    g = geometry(config)
+    runners, games, fragment = g["runners"], g["games_per_runner"], g["fragment"]
+    total_games = max(runners, 1) * games
+    out = [("fitted", [], False)]
+    if runners > 0:
+        out.append((f"0 runners x {total_games} games (sample in the learner process)",
+                    ["num_env_runners=0", f"num_envs_per_env_runner={total_games}"], False))
+    else:
+        out.append((f"1 runner x {total_games} games (sample beside the learner)",
+                    ["num_env_runners=1", f"num_envs_per_env_runner={total_games}"], False))
+    if fragment % 2 == 0:
+        out.append((f"{runners} runner{'s' * (runners != 1)} x {games * 2} games x {fragment // 2} steps",
+                    [f"num_env_runners={runners}", f"num_envs_per_env_runner={games * 2}", f"rollout_fragment_length={fragment // 2}"], False))
+    if games % 2 == 0:
+        out.append((f"{runners} runner{'s' * (runners != 1)} x {games // 2} games x {fragment * 2} steps",
+                    [f"num_env_runners={runners}", f"num_envs_per_env_runner={games // 2}", f"rollout_fragment_length={fragment * 2}"], False))
+    if framework == "tf":
+        for intra, inter in ((2, 1), (1, 1)):
+            out.append((f"learner TF threads intra {intra} inter {inter} (default 8, 8)",
+                        [f"local_tf_session_args.intra_op_parallelism_threads={intra}",
+                         f"local_tf_session_args.inter_op_parallelism_threads={inter}"], False))
+        if runners > 0:
+            out.append(("runner TF threads intra 1 inter 1 (default 2, 2)",
+                        ["tf_session_args.intra_op_parallelism_threads=1", "tf_session_args.inter_op_parallelism_threads=1"], False))
+    out.append(("bf16 trunk (model.custom_model_config.bf16)", ["model.custom_model_config.bf16=true"], True))
+    return out
+
+
+def selected(args, candidates):
+    if not args.variants:
+        return candidates
+    return [c for c in candidates if not c[1] or any(text in c[0] for text in args.variants)]
+
+
+def fitted_config(args, framework, overrides=()):
+    from scripts.bench import _gpu_count
+    from utils.config import load_experiment
+
+    base = quick_overrides(framework) if args.quick else []
+    exp = load_experiment(ROOT / EXPERIMENTS[framework], [*base, *overrides], cpus=len(os.sched_getaffinity(0)), gpus=_gpu_count())
+    return exp.config
+
+
+def geometry(config):
+    """How one train batch is sampled: runners x games per runner x fragment."""
+    runners, games = config.get("num_env_runners", 2), config.get("num_envs_per_env_runner", 1)
+    fragment = config["rollout_fragment_length"]
+    if fragment == "auto":
+        fragment = config["train_batch_size"] // (max(runners, 1) * games)
+    return {"runners": runners, "games_per_runner": games, "fragment": fragment, "train_batch": config["train_batch_size"]}
+
+
+def check_variants(args):
+    """Each --variants TEXT must name some variant: a typo would otherwise measure only the reference."""
+    names = [name for framework in args.frameworks for name, *_ in variants(framework, fitted_config(args, framework))]
+    for text in args.variants or []:
+        if not any(text in name for name in names):
+            print(f'error: --variants "{text}" matches no variant. Variants here: {"; ".join(dict.fromkeys(names))}', file=sys.stderr)
+            sys.exit(2)
+
+
+def sweep(args):
+    check_variants(args)
+    rows = []
+    for framework in args.frameworks:
+        reference = None
+        for name, overrides, numerics in selected(args, variants(framework, fitted_config(args, framework))):
+            fields = {"framework": framework, "variant": name, "overrides": overrides, "changes_numerics": numerics,
+                      **geometry(fitted_config(args, framework, overrides))}
+            try:
+                row = summarize([run_child(args, "full_training", framework=framework, set=overrides) for _ in range(args.repeats)], **fields)
+            except RuntimeError as e:
+                # One variant RLlib refuses (or that crashes) must not cost the rest of a long sweep.
+                row = {**fields, "error": str(e).strip().splitlines()[-1]}
+                print(f"sweep_{framework}: {name}: failed: {row['error']}", flush=True)
+                rows.append(row)
+                continue
+            if not overrides:
+                reference = row["median"]
+            row["ratio"] = row["median"] / reference if reference else None
+            ratio = f"{row['ratio']:.2f}" if reference else "none (the fitted row failed)"
+            print(f"sweep_{framework}: {name}: {row['median']:.1f} steps/s (min {row['min']:.1f}, max {row['max']:.1f}), "
+                  f"ratio {ratio}", flush=True)
+            rows.append(row)
+    return rows
+
+
+def markdown(rows, info, args):
+    out = [f"# Settings sweep on {info['cpu']} ({info['cores']} cores, GPU: {info['gpu']})", "",
+           f"{info['date']}; full training steps/s of the fitted baseline and its variants, median of {args.repeats} "
+           f"({args.iterations} timed iterations each); ratio to the fitted row of the same framework."
+           + (" QUICK MODE: toy sizes, figures mean nothing." if args.quick else ""), "",
+           "| framework | variant | overrides | steps/s median | min | max | ratio | sample s | learn s | changes numerics |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        overrides = " ".join(r["overrides"]) or "(none)"
+        if "error" in r:
+            out.append(f"| {r['framework']} | {r['variant']} | `{overrides}` | failed: {r['error']} | | | | | | |")
+            continue
+        ratio = f"{r['ratio']:.2f}" if r["ratio"] else ""
+        phases = r.get("phases_s", {})
+        sample, learn = (f"{phases[k]:.1f}" if k in phases else "" for k in ("sample", "learn"))
+        out.append(f"| {r['framework']} | {r['variant']} | `{overrides}` | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} "
+                   f"| {ratio} | {sample} | {learn} | {'yes' if r['changes_numerics'] else 'no'} |")
+    out.append("")
+    return "\n".join(out)
+
+
+def main(args, out):
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores, GPU: {info['gpu']}", flush=True)
+    start = time.time()
+    rows = sweep(args)
+    info["seconds"] = round(time.time() - start)
+    (out / "sweep.json").write_text(json.dumps({"machine": info, "quick": args.quick, "repeats": args.repeats,
+                                                "iterations": args.iterations, "rows": rows}, indent=2) + "\n")
+    text = markdown(rows, info, args)
+    (out / "sweep.md").write_text(text)
+    print(text)
+    print(f"written: {out / 'sweep.json'}, {out / 'sweep.md'}")
+    return 0
