@@ -331,8 +331,9 @@ def parse_args(argv):
     p.add_argument("--set", action="append", help=argparse.SUPPRESS)
     p.add_argument("--sweep", action="store_true",
                    help="instead of the figures: full training of the fitted baseline against variants of its settings (scripts/bench_sweep.py)")
-    p.add_argument("--variants", nargs="+", metavar="TEXT",
-                   help="with --sweep: only the variants whose name contains one of these (the fitted reference always runs)")
+    p.add_argument("--variants", nargs="+", metavar="ID",
+                   help="with --sweep: only these variants (ids: runners-0 or runners-1, games-x2, games-half, "
+                        "tf-learner-threads-2-1, tf-learner-threads-1-1, tf-runner-threads-1-1, bf16); the fitted reference always runs")
     args = p.parse_args(argv)
     from envs.games import GAMES
 

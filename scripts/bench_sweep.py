@@ -1,7 +1,7 @@
 """Which settings train fastest here: full training steps/s of the fitted baseline against variants of it,
 all measured in one run (`./run.sh --bench --sweep`).
 
-    python scripts/bench.py --sweep [--frameworks tf torch] [--repeats 1] [--iterations 2] [--variants TEXT ...] [--quick]
+    python scripts/bench.py --sweep [--frameworks tf torch] [--repeats 1] [--iterations 2] [--variants ID ...] [--quick]
 
 Every variant is the framework's impala-baseline YAML fitted to this machine (the "fitted" row, the
 reference) plus a few overrides, measured as bench.py's full_training figure and printed as a ratio to the
@@ -21,43 +21,44 @@ from scripts.bench import EXPERIMENTS, ROOT, machine, quick_overrides, run_child
 
 
 def variants(framework, config):
-    """(name, overrides, changes_numerics) for the fitted config of one framework.
+    """(id, description, overrides, changes_numerics) for the fitted config of one framework.
 
-    Overrides apply before the machine fitting, so a variant that changes games per runner names the
-    fitted runner count too (the YAML's 4 runners would otherwise be fitted again, multiplying the games).
+    The id is what --variants names. Overrides apply before the machine fitting, so a variant that
+    changes games per runner names the fitted runner count too (the YAML's 4 runners would otherwise be
+    fitted again, multiplying the games).
     """
     g = geometry(config)
     runners, games, fragment = g["runners"], g["games_per_runner"], g["fragment"]
     total_games = max(runners, 1) * games
-    out = [("fitted", [], False)]
+    runs = f"{runners} runner{'s' * (runners != 1)}"
+    out = [("fitted", "fitted", [], False)]
     if runners > 0:
-        out.append((f"0 runners x {total_games} games (sample in the learner process)",
+        out.append(("runners-0", f"0 runners x {total_games} games (sample in the learner process)",
                     ["num_env_runners=0", f"num_envs_per_env_runner={total_games}"], False))
     else:
-        out.append((f"1 runner x {total_games} games (sample beside the learner)",
+        out.append(("runners-1", f"1 runner x {total_games} games (sample beside the learner)",
                     ["num_env_runners=1", f"num_envs_per_env_runner={total_games}"], False))
     if fragment % 2 == 0:
-        out.append((f"{runners} runner{'s' * (runners != 1)} x {games * 2} games x {fragment // 2} steps",
+        out.append(("games-x2", f"{runs} x {games * 2} games x {fragment // 2} steps",
                     [f"num_env_runners={runners}", f"num_envs_per_env_runner={games * 2}", f"rollout_fragment_length={fragment // 2}"], False))
     if games % 2 == 0:
-        out.append((f"{runners} runner{'s' * (runners != 1)} x {games // 2} games x {fragment * 2} steps",
+        out.append(("games-half", f"{runs} x {games // 2} games x {fragment * 2} steps",
                     [f"num_env_runners={runners}", f"num_envs_per_env_runner={games // 2}", f"rollout_fragment_length={fragment * 2}"], False))
     if framework == "tf":
         for intra, inter in ((2, 1), (1, 1)):
-            out.append((f"learner TF threads intra {intra} inter {inter} (default 8, 8)",
+            out.append((f"tf-learner-threads-{intra}-{inter}", f"learner TF threads intra {intra} inter {inter} (default 8, 8)",
                         [f"local_tf_session_args.intra_op_parallelism_threads={intra}",
                          f"local_tf_session_args.inter_op_parallelism_threads={inter}"], False))
         if runners > 0:
-            out.append(("runner TF threads intra 1 inter 1 (default 2, 2)",
+            out.append(("tf-runner-threads-1-1", "runner TF threads intra 1 inter 1 (default 2, 2)",
                         ["tf_session_args.intra_op_parallelism_threads=1", "tf_session_args.inter_op_parallelism_threads=1"], False))
-    out.append(("bf16 trunk (model.custom_model_config.bf16)", ["model.custom_model_config.bf16=true"], True))
+    out.append(("bf16", "bf16 trunk (model.custom_model_config.bf16)", ["model.custom_model_config.bf16=true"], True))
     return out
 
 
 def selected(args, candidates):
-    if not args.variants:
-        return candidates
-    return [c for c in candidates if not c[1] or any(text in c[0] for text in args.variants)]
+    """The fitted reference, then the variants --variants names (all of them without it)."""
+    return [c for c in candidates if not args.variants or c[0] == "fitted" or c[0] in args.variants]
 
 
 def fitted_config(args, framework, overrides=()):
@@ -79,11 +80,12 @@ def geometry(config):
 
 
 def check_variants(args):
-    """Each --variants TEXT must name some variant: a typo would otherwise measure only the reference."""
-    names = [name for framework in args.frameworks for name, *_ in variants(framework, fitted_config(args, framework))]
-    for text in args.variants or []:
-        if not any(text in name for name in names):
-            print(f'error: --variants "{text}" matches no variant. Variants here: {"; ".join(dict.fromkeys(names))}', file=sys.stderr)
+    """Each --variants ID must name a variant of some framework swept: a typo would otherwise measure only the reference."""
+    ids = [vid for framework in args.frameworks for vid, *_ in variants(framework, fitted_config(args, framework))]
+    for vid in args.variants or []:
+        if vid not in ids:
+            print(f'error: --variants "{vid}" is no variant of {"/".join(args.frameworks)} here. '
+                  f'Allowed: {", ".join(dict.fromkeys(ids))} (each one id; see the "id" column of sweep.md)', file=sys.stderr)
             sys.exit(2)
 
 
@@ -92,8 +94,8 @@ def sweep(args):
     rows = []
     for framework in args.frameworks:
         reference = None
-        for name, overrides, numerics in selected(args, variants(framework, fitted_config(args, framework))):
-            fields = {"framework": framework, "variant": name, "overrides": overrides, "changes_numerics": numerics,
+        for vid, name, overrides, numerics in selected(args, variants(framework, fitted_config(args, framework))):
+            fields = {"framework": framework, "id": vid, "variant": name, "overrides": overrides, "changes_numerics": numerics,
                       **geometry(fitted_config(args, framework, overrides))}
             try:
                 row = summarize([run_child(args, "full_training", framework=framework, set=overrides) for _ in range(args.repeats)], **fields)
@@ -118,17 +120,17 @@ def markdown(rows, info, args):
            f"{info['date']}; full training steps/s of the fitted baseline and its variants, median of {args.repeats} "
            f"({args.iterations} timed iterations each); ratio to the fitted row of the same framework."
            + (" QUICK MODE: toy sizes, figures mean nothing." if args.quick else ""), "",
-           "| framework | variant | overrides | steps/s median | min | max | ratio | sample s | learn s | changes numerics |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| framework | id | variant | overrides | steps/s median | min | max | ratio | sample s | learn s | changes numerics |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         overrides = " ".join(r["overrides"]) or "(none)"
         if "error" in r:
-            out.append(f"| {r['framework']} | {r['variant']} | `{overrides}` | failed: {r['error']} | | | | | | |")
+            out.append(f"| {r['framework']} | {r['id']} | {r['variant']} | `{overrides}` | failed: {r['error']} | | | | | | |")
             continue
         ratio = f"{r['ratio']:.2f}" if r["ratio"] else ""
         phases = r.get("phases_s", {})
         sample, learn = (f"{phases[k]:.1f}" if k in phases else "" for k in ("sample", "learn"))
-        out.append(f"| {r['framework']} | {r['variant']} | `{overrides}` | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} "
+        out.append(f"| {r['framework']} | {r['id']} | {r['variant']} | `{overrides}` | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} "
                    f"| {ratio} | {sample} | {learn} | {'yes' if r['changes_numerics'] else 'no'} |")
     out.append("")
     return "\n".join(out)

@@ -50,11 +50,16 @@ def test_quick_sweep_measures_variants_against_the_fitted_reference(tmp_path):
     # Every variant keeps the train batch: it only changes how the same batch is sampled.
     for row in rows:
         assert max(row["runners"], 1) * row["games_per_runner"] * row["fragment"] == row["train_batch"] == 256
-    assert "| torch | fitted | `(none)` |" in (tmp_path / "sweep.md").read_text()
+    assert [r["id"] for r in rows] == ["fitted", "runners-1", "games-x2", "games-half", "bf16"]
+    assert "| torch | fitted | fitted | `(none)` |" in (tmp_path / "sweep.md").read_text()
     assert "sweep_torch: fitted: " in proc.stdout
 
 
-def test_sweep_refuses_a_variant_that_matches_nothing(tmp_path):
-    proc = run_script("scripts/bench.py", "--sweep", "--quick", "--frameworks", "torch", "--variants", "bf61", "--out", tmp_path, timeout=300)
-    assert proc.returncode == 2 and '--variants "bf61" matches no variant' in proc.stderr and "bf16 trunk" in proc.stderr
+def test_sweep_refuses_an_unknown_variant(tmp_path):
+    # tf-learner-threads-2-1 is a TF variant: with --frameworks torch it would measure nothing but the reference.
+    for bad in ("bf61", "tf-learner-threads-2-1"):
+        proc = run_script("scripts/bench.py", "--sweep", "--quick", "--frameworks", "torch", "--variants", "bf16", bad, "--out", tmp_path, timeout=300)
+        assert proc.returncode == 2 and f'--variants "{bad}" is no variant of torch here' in proc.stderr
+        assert "Allowed: fitted, runners-1, games-x2, games-half, bf16" in proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "sweep.json").exists()
     assert "Traceback" not in proc.stderr and not (tmp_path / "sweep.json").exists()
