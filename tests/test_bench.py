@@ -1,6 +1,8 @@
 """The bench's pieces run at toy sizes and produce well-formed output. Speeds are never asserted."""
 
 import json
+import shutil
+import tempfile
 
 from tests.conftest import run_script
 
@@ -63,3 +65,24 @@ def test_sweep_refuses_an_unknown_variant(tmp_path):
         assert "Allowed: fitted, runners-1, games-x2, games-half, bf16" in proc.stderr
         assert "Traceback" not in proc.stderr and not (tmp_path / "sweep.json").exists()
     assert "Traceback" not in proc.stderr and not (tmp_path / "sweep.json").exists()
+
+
+def test_processes_probe_splits_each_phase_by_process():
+    ray_tmp = tempfile.mkdtemp(prefix="rb", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    proc = run_script("scripts/bench_processes.py", "--quick", "--framework", "torch", "--set", "num_env_runners=1",
+                      "--interval", "0.02", env={"RAY_TMPDIR": ray_tmp}, timeout=600, check=True)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    lines = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if ": " in line and not line.startswith(" "))
+    assert lines["env_runners"] == "1"
+    for phase in ("sample", "learn"):
+        assert float(lines[f"phase_{phase}_s"]) > 0
+        for group in ("learner", "env_runners", "ray", "other", "steal"):
+            assert float(lines[f"cores_{phase}_{group}"]) >= 0
+    # The env runner samples and the learner learns: each phase's work shows in its own process.
+    assert float(lines["cores_sample_env_runners"]) > float(lines["cores_learn_env_runners"])
+    assert float(lines["cores_learn_learner"]) > float(lines["cores_sample_learner"])
+
+
+def test_processes_probe_refuses_a_bad_interval():
+    proc = run_script("scripts/bench_processes.py", "--interval", "0", timeout=120)
+    assert proc.returncode == 2 and "--interval must be > 0 seconds, got 0.0" in proc.stderr and "Traceback" not in proc.stderr
