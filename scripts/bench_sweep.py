@@ -14,6 +14,7 @@ synch_weights) from the run nearest the median: where the time goes. Writes swee
 
 import json
 import os
+import statistics
 import sys
 import time
 
@@ -93,25 +94,45 @@ def sweep(args):
     check_variants(args)
     rows = []
     for framework in args.frameworks:
-        reference = None
-        for vid, name, overrides, numerics in selected(args, variants(framework, fitted_config(args, framework))):
-            fields = {"framework": framework, "id": vid, "variant": name, "overrides": overrides, "changes_numerics": numerics,
-                      **geometry(fitted_config(args, framework, overrides))}
+        rows += sweep_framework(args, framework)
+    return rows
+
+
+def sweep_framework(args, framework):
+    """Every repeat runs each variant once, in turn (fitted, a, b, fitted, a, b, ...): a slow spell of the
+    machine then hits all variants alike instead of one variant's repeats, as bench_env.py alternates raw
+    and wrapped. Each repeat's variant/fitted ratio is kept too (paired_ratios)."""
+    candidates = selected(args, variants(framework, fitted_config(args, framework)))
+    runs, errors = {vid: [] for vid, *_ in candidates}, {}
+    for repeat in range(1, args.repeats + 1):
+        for vid, name, overrides, _ in candidates:
+            if vid in errors:
+                continue
             try:
-                row = summarize([run_child(args, "full_training", framework=framework, set=overrides) for _ in range(args.repeats)], **fields)
+                run = run_child(args, "full_training", framework=framework, set=overrides)
             except RuntimeError as e:
                 # One variant RLlib refuses (or that crashes) must not cost the rest of a long sweep.
-                row = {**fields, "error": str(e).strip().splitlines()[-1]}
-                print(f"sweep_{framework}: {name}: failed: {row['error']}", flush=True)
-                rows.append(row)
+                errors[vid] = str(e).strip().splitlines()[-1]
+                print(f"sweep_{framework}: {name}: failed: {errors[vid]}", flush=True)
                 continue
-            if not overrides:
-                reference = row["median"]
-            row["ratio"] = row["median"] / reference if reference else None
-            ratio = f"{row['ratio']:.2f}" if reference else "none (the fitted row failed)"
-            print(f"sweep_{framework}: {name}: {row['median']:.1f} steps/s (min {row['min']:.1f}, max {row['max']:.1f}), "
-                  f"ratio {ratio}", flush=True)
-            rows.append(row)
+            runs[vid].append(run)
+            print(f"sweep_{framework}_run: {vid} repeat {repeat}/{args.repeats}: {run['steps_per_second']:.1f} steps/s", flush=True)
+    reference = runs["fitted"]
+    rows = []
+    for vid, name, overrides, numerics in candidates:
+        fields = {"framework": framework, "id": vid, "variant": name, "overrides": overrides, "changes_numerics": numerics,
+                  **geometry(fitted_config(args, framework, overrides))}
+        if vid in errors:
+            rows.append({**fields, "error": errors[vid]})
+            continue
+        row = summarize(runs[vid], **fields)
+        row["ratio"] = row["median"] / statistics.median(r["steps_per_second"] for r in reference) if reference else None
+        row["paired_ratios"] = [v["steps_per_second"] / f["steps_per_second"] for v, f in zip(runs[vid], reference)]
+        ratio = f"{row['ratio']:.2f} (by repeat: {', '.join(f'{r:.2f}' for r in row['paired_ratios'])})" if reference \
+            else "none (the fitted row failed)"
+        print(f"sweep_{framework}: {name}: {row['median']:.1f} steps/s (min {row['min']:.1f}, max {row['max']:.1f}), "
+              f"ratio {ratio}", flush=True)
+        rows.append(row)
     return rows
 
 
@@ -120,18 +141,19 @@ def markdown(rows, info, args):
            f"{info['date']}; full training steps/s of the fitted baseline and its variants, median of {args.repeats} "
            f"({args.iterations} timed iterations each); ratio to the fitted row of the same framework."
            + (" QUICK MODE: toy sizes, figures mean nothing." if args.quick else ""), "",
-           "| framework | id | variant | overrides | steps/s median | min | max | ratio | sample s | learn s | changes numerics |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| framework | id | variant | overrides | steps/s median | min | max | ratio | by repeat | sample s | learn s | changes numerics |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         overrides = " ".join(r["overrides"]) or "(none)"
         if "error" in r:
-            out.append(f"| {r['framework']} | {r['id']} | {r['variant']} | `{overrides}` | failed: {r['error']} | | | | | | |")
+            out.append(f"| {r['framework']} | {r['id']} | {r['variant']} | `{overrides}` | failed: {r['error']} | | | | | | | |")
             continue
         ratio = f"{r['ratio']:.2f}" if r["ratio"] else ""
+        paired = ", ".join(f"{x:.2f}" for x in r["paired_ratios"])
         phases = r.get("phases_s", {})
         sample, learn = (f"{phases[k]:.1f}" if k in phases else "" for k in ("sample", "learn"))
         out.append(f"| {r['framework']} | {r['id']} | {r['variant']} | `{overrides}` | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} "
-                   f"| {ratio} | {sample} | {learn} | {'yes' if r['changes_numerics'] else 'no'} |")
+                   f"| {ratio} | {paired} | {sample} | {learn} | {'yes' if r['changes_numerics'] else 'no'} |")
     out.append("")
     return "\n".join(out)
 

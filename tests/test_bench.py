@@ -45,6 +45,7 @@ def test_quick_sweep_measures_variants_against_the_fitted_reference(tmp_path):
     for row in rows:
         assert row["min"] <= row["median"] <= row["max"] and row["median"] > 0
         assert row["ratio"] == row["median"] / rows[0]["median"]
+        assert len(row["paired_ratios"]) == 1 and row["paired_ratios"][0] == row["median"] / rows[0]["median"]
         assert row["phases_s"]["sample"] > 0 and row["phases_s"]["learn"] > 0  # where the time goes
     # Only the bf16 variant changes what PPO computes; the others are candidates for the defaults.
     assert [r["changes_numerics"] for r in rows if "model.custom_model_config.bf16=true" in r["overrides"]] == [True]
@@ -55,6 +56,9 @@ def test_quick_sweep_measures_variants_against_the_fitted_reference(tmp_path):
     assert [r["id"] for r in rows] == ["fitted", "runners-1", "games-x2", "games-half", "bf16"]
     assert "| torch | fitted | fitted | `(none)` |" in (tmp_path / "sweep.md").read_text()
     assert "sweep_torch: fitted: " in proc.stdout
+    # Repeats run the variants in turn, each one's runs spread over the sweep (here: one repeat, in order).
+    order = [line.split(": ")[1].split()[0] for line in proc.stdout.splitlines() if line.startswith("sweep_torch_run: ")]
+    assert order == ["fitted", "runners-1", "games-x2", "games-half", "bf16"]
 
 
 def test_sweep_refuses_an_unknown_variant(tmp_path):
