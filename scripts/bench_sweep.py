@@ -127,7 +127,7 @@ def sweep_framework(args, framework):
             continue
         row = summarize(runs[vid], **fields)
         row["ratio"] = row["median"] / statistics.median(r["steps_per_second"] for r in reference) if reference else None
-        row["paired_ratios"] = [v["steps_per_second"] / f["steps_per_second"] for v, f in zip(runs[vid], reference)]
+        row["paired_ratios"] = [v["steps_per_second"] / f["steps_per_second"] for v, f in zip(runs[vid], reference, strict=False)]  # a failed run ends its list
         ratio = f"{row['ratio']:.2f} (by repeat: {', '.join(f'{r:.2f}' for r in row['paired_ratios'])})" if reference \
             else "none (the fitted row failed)"
         print(f"sweep_{framework}: {name}: {row['median']:.1f} steps/s (min {row['min']:.1f}, max {row['max']:.1f}), "
