@@ -362,8 +362,9 @@ def fit_resources(exp, cpus, gpus):
         total_envs = max(workers, 1) * envs
         why = f"this machine has {cpus} CPUs ({driver_cpus} for the learner, {per_worker} per env runner)"
         if room == 1 and config.get("framework") == "torch":
-            # Measured (`./run.sh --bench --sweep`, 2 cores): torch PPO trains 1.37-1.53x faster sampling in the
-            # learner process than with one env runner beside it (TF: 0.92-0.98x, so TF keeps its runner).
+            # Measured (`./run.sh --bench --sweep --repeats 3`, 2 cores): one torch env runner beside the learner
+            # trains at 0.90 of sampling in the learner process, where sampling gets both cores (README,
+            # Benchmark). TF measured 0 runners at 0.92-1.00 of one runner, so TF keeps its runner.
             room = 0
             why += "; with torch, sampling in the learner process measured faster than one env runner"
         new_envs = math.ceil(total_envs / max(room, 1))
