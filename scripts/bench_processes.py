@@ -24,6 +24,7 @@ import utils  # noqa: E402, F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
 import psutil  # noqa: E402
 
 from scripts import bench  # noqa: E402
+from utils.errors import UserError  # noqa: E402
 
 GROUPS = ("learner", "env_runners", "ray", "other", "steal")
 
@@ -72,7 +73,11 @@ def main(argv=None):
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.interval <= 0:
         p.error(f"--interval must be > 0 seconds, got {args.interval}")
-    algo = bench._build(args)
+    try:
+        algo = bench._build(args)
+    except UserError as e:  # a --set typo: the message names the key and the fix
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     pid = psutil.Process().pid
     algo.train()  # warm-up: graph tracing, first weights sync
     counts = {name: timer.count for name, timer in algo._timers.items()}

@@ -87,6 +87,9 @@ def test_processes_probe_splits_each_phase_by_process():
     assert float(lines["cores_learn_learner"]) > float(lines["cores_sample_learner"])
 
 
-def test_processes_probe_refuses_a_bad_interval():
+def test_processes_probe_refuses_bad_input():
     proc = run_script("scripts/bench_processes.py", "--interval", "0", timeout=120)
     assert proc.returncode == 2 and "--interval must be > 0 seconds, got 0.0" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_script("scripts/bench_processes.py", "--set", "num_env_runer=1", timeout=300)
+    assert proc.returncode == 2 and 'unknown key "config.num_env_runer". Did you mean "num_env_runners"?' in proc.stderr
+    assert "Traceback" not in proc.stderr
