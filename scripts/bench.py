@@ -189,18 +189,24 @@ def measure_sampling(args):
     return rate
 
 
+def train_with_phases(algo):
+    """One algo.train(): its result and the seconds each of RLlib's phases (sample, load, learn, ...) took in it."""
+    counts = {name: timer.count for name, timer in algo._timers.items()}
+    result = algo.train()
+    # RLlib keeps only rolling means; the last sample of each timer that ran is this iteration's.
+    return result, {name: timer._samples[-1] for name, timer in algo._timers.items() if timer.count > counts.get(name, 0)}
+
+
 def measure_training(args):
-    """steps/s of algo.train(), plus the seconds each of RLlib's phases took (sample, load, learn, synch_weights)."""
+    """steps/s of algo.train(), plus the seconds per iteration of each of RLlib's phases."""
     algo = _build(args)
     algo.train()  # warm-up: graph tracing, first weights sync
     steps, phases, start = 0, {}, time.perf_counter()
     for _ in range(args.iterations):
-        counts = {name: timer.count for name, timer in algo._timers.items()}
-        steps += algo.train()["num_env_steps_sampled_this_iter"]
-        # RLlib keeps only rolling means; the last sample of each timer that ran is this iteration's.
-        for name, timer in algo._timers.items():
-            if timer.count > counts.get(name, 0):
-                phases[name] = phases.get(name, 0.0) + timer._samples[-1]
+        result, seconds = train_with_phases(algo)
+        steps += result["num_env_steps_sampled_this_iter"]
+        for name, value in seconds.items():
+            phases[name] = phases.get(name, 0.0) + value
     rate = steps / (time.perf_counter() - start)
     algo.stop()
     return rate, {f"phase_{name}_s": seconds / args.iterations for name, seconds in phases.items()}

@@ -80,15 +80,13 @@ def main(argv=None):
         return 2
     pid = psutil.Process().pid
     algo.train()  # warm-up: graph tracing, first weights sync
-    counts = {name: timer.count for name, timer in algo._timers.items()}
     samples, done = [], threading.Event()
     watcher = threading.Thread(target=watch, args=(samples, done, pid, args.interval), daemon=True)
     watcher.start()
     start = time.perf_counter()
-    algo.train()
+    _, phases = bench.train_with_phases(algo)
     done.set()
     watcher.join()
-    phases = {name: timer._samples[-1] for name, timer in algo._timers.items() if timer.count > counts.get(name, 0)}
     algo.stop()
     # RLlib's PPO samples, then learns: the phases follow each other from the start of train().
     windows = {"sample": (start, start + phases["sample"]),
