@@ -35,6 +35,8 @@ def parse_args(argv):
     p.add_argument("--deterministic", action="store_true", help="greedy actions instead of sampling")
     p.add_argument("--video-dir", help="save an mp4 per episode here")
     p.add_argument("--json", help="where to write the summary (default: ROLLOUT_DIR/rollout.json)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show everything TensorFlow, Ray and gym print (by default their known start-up noise is hidden)")
     args = p.parse_args(argv)
     if args.episodes < 1:
         p.exit(2, f"error: --episodes must be >= 1, not {args.episodes}.\n")
@@ -99,7 +101,7 @@ def make_env(exp, args, parallel):
     return module.create(module.check_config(env_config, where="rollout")), env_config
 
 
-def play(policy, env, episodes, explore, on_frames=None):
+def play(policy, env, episodes, explore, on_frames=None, played=None):
     """Run `episodes` episodes over the env's parallel slots; each slot starts a new one only while some remain."""
     import numpy as np
 
@@ -119,6 +121,8 @@ def play(policy, env, episodes, explore, on_frames=None):
         lengths += active
         for i in np.flatnonzero(active & (np.asarray(terminateds) | np.asarray(truncateds))):
             finished.append({"episode": slot_episode[i] + 1, "return": float(returns[i]), "length": int(lengths[i])})
+            if played is not None:
+                played.episodes = len(finished)
             print(f"episode: {slot_episode[i] + 1}, return: {returns[i]:.2f}, length: {lengths[i]}", flush=True)
             obs[i], _ = env.reset_at(i)
             returns[i], lengths[i] = 0.0, 0
@@ -150,12 +154,14 @@ class VideoWriter:
         paths = []
         for episode, frames in sorted(self.frames.items()):
             path = self.dir / f"episode_{episode + 1:03d}.mp4"
+            partial = path.with_name(f".{path.name}.partial-{os.getpid()}.mp4")  # a signal never leaves half a video
             height, width = frames[0].shape[:2]
-            writer = imageio_ffmpeg.write_frames(str(path), (width, height), fps=15, macro_block_size=1)
+            writer = imageio_ffmpeg.write_frames(str(partial), (width, height), fps=15, macro_block_size=1)
             writer.send(None)
             for frame in frames:
                 writer.send(frame)
             writer.close()
+            os.replace(partial, path)
             paths.append(str(path))
         return paths
 
@@ -179,27 +185,65 @@ def summarize(episodes, game, mode, checkpoint):
     }
 
 
+class Played:
+    """How far the rollout got, for the signal handler."""
+
+    episodes = 0
+    wanted = 0
+
+
+def on_signal(signum, guard, played):
+    """Runs on the signal guard's thread: let a file write in progress finish, say what was not written."""
+    from utils.signals import signal_name
+
+    guard.acquire_lock(LOCK_WAIT_S)
+    print(f"interrupted: {signal_name(signum)} received after {played.episodes} of {played.wanted} episodes; "
+          "no summary written (a partial rollout is not a score)", flush=True)
+    return 128 + signum
+
+
+LOCK_WAIT_S = 20  # how long a signal waits for the summary or a video being written
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from utils import quiet
+    from utils.signals import SignalGuard
+
+    quiet.install(verbose=args.verbose)  # before TF, Ray, gym or procgen is imported
+    played = Played()
+    played.wanted = args.episodes
+    guard = SignalGuard(lambda signum: on_signal(signum, guard, played))
     try:
-        checkpoint = find_checkpoint(args)
-        exp = load_run(checkpoint)
-        policy = load_policy(checkpoint, exp)
-        env, env_config = make_env(exp, args, min(args.episodes, MAX_PARALLEL))
-        print(f"checkpoint: {checkpoint}")
-        print(f"env_name: {env_config['env_name']}, distribution_mode: {env_config['distribution_mode']}, episodes: {args.episodes}")
-        video = VideoWriter(args.video_dir) if args.video_dir else None
-        explore = not args.deterministic and policy.config.get("explore", True)
-        episodes = play(policy, env, args.episodes, explore, on_frames=video)
-        summary = summarize(episodes, env_config["env_name"], env_config["distribution_mode"], checkpoint)
-        if video:
-            summary["videos"] = video.flush()
+        return rollout(args, guard, played)
     except UserError as e:
+        guard.park_if_pending()
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        guard.park_if_pending()
+
+
+def rollout(args, guard, played):
+    from utils.checkpoints import write_text_atomically
+
+    checkpoint = find_checkpoint(args)
+    exp = load_run(checkpoint)
+    policy = load_policy(checkpoint, exp)
+    env, env_config = make_env(exp, args, min(args.episodes, MAX_PARALLEL))
+    print(f"checkpoint: {checkpoint}")
+    print(f"env_name: {env_config['env_name']}, distribution_mode: {env_config['distribution_mode']}, episodes: {args.episodes}")
+    video = VideoWriter(args.video_dir) if args.video_dir else None
+    explore = not args.deterministic and policy.config.get("explore", True)
+    episodes = play(policy, env, args.episodes, explore, on_frames=video, played=played)
+    summary = summarize(episodes, env_config["env_name"], env_config["distribution_mode"], checkpoint)
+    guard.park_if_pending()
     out = Path(args.json) if args.json else Path(checkpoint).parent.parent / "rollout.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    with guard.lock:
+        if video:
+            summary["videos"] = video.flush()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomically(out, json.dumps(summary, indent=2) + "\n")
     print(
         f"mean_return: {summary['mean_return']:.3f}, std_return: {summary['std_return']:.3f}, "
         f"normalized_score: {summary['normalized_score']:.4f}, episodes: {summary['episodes']}"

@@ -19,31 +19,9 @@ from pathlib import Path
 
 import utils  # noqa: F401  (must precede TF/Ray imports)
 from utils.errors import UserError
+from utils.signals import SignalGuard
 
 DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
-
-
-class Interrupted(Exception):
-    """SIGINT/SIGTERM arrived: save a checkpoint and exit."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-def as_interrupted(error, guard):
-    """The Interrupted behind `error` when a signal is pending, else re-raise `error`.
-
-    The handler raises wherever the main thread is, and what reaches us is not always Interrupted:
-    inside C code (Ray's CoreWorker.wait) CPython turns it into SystemError, and RLlib's learner re-raises
-    any exception from the backward pass as ValueError. Once a signal is pending, any exception is its
-    consequence.
-    """
-    if isinstance(error, Interrupted):
-        return error
-    if guard.pending is not None:
-        return Interrupted(guard.pending)
-    raise error
 
 
 def parse_args(argv):
@@ -62,6 +40,8 @@ def parse_args(argv):
     p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), help="join an existing Ray cluster")
     p.add_argument("--progress-bar", choices=("auto", "on", "off"), default="auto",
                    help="tqdm bar on stderr (auto: when stderr is a terminal)")
+    p.add_argument("--verbose", action="store_true",
+                   help="show everything TensorFlow, Ray and gym print (by default their known start-up noise is hidden)")
     return p.parse_args(argv)
 
 
@@ -142,120 +122,174 @@ def restore_newest(algo, run_dir):
 
 
 def save_checkpoint(algo, run_dir, keep):
-    from utils.checkpoints import checkpoint_path, prune
+    from utils.checkpoints import checkpoint_path, prune, write_atomically
 
-    path = checkpoint_path(algo.iteration, run_dir)
-    algo.save(str(path))
+    path = write_atomically(checkpoint_path(algo.iteration, run_dir), lambda partial: algo.save(str(partial)))
     prune(run_dir, keep)
     print(f"checkpoint: {path}", flush=True)
     return path
 
 
-class SignalGuard:
-    """Turns the first SIGINT/SIGTERM into Interrupted, except while a checkpoint is written."""
+class Run:
+    """What a signal handler needs to save the newest state; the training loop fills it in under guard.lock.
+
+    The snapshot is RLlib's Algorithm state (`__getstate__`: weights, optimizer state, counters) copied at the
+    end of each completed iteration, so it can be written while the main thread is in the middle of the next
+    one: the live weights are then half-way through an SGD pass and must not be saved.
+    """
 
     def __init__(self):
-        self.pending = None
-        self.critical = False
-        self.install()
+        self.run_dir = None
+        self.keep = None
+        self.algo = None
+        self.snapshot = None  # (training_iteration, state) of the last completed iteration
+        self.saved = None  # (training_iteration, path) of the newest checkpoint on disk
+        self.last = {}  # progress figures of the last completed iteration
+        self.logger = None
+        self.bar = None
+        self.finished = None  # the stop reason, once the loop has ended
 
-    def install(self):
-        """(Re)take SIGINT/SIGTERM: ray.init installs its own SIGTERM handler over ours."""
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handle)
+    def take_snapshot(self):
+        import copy
 
-    def _handle(self, signum, frame):
-        if self.pending is not None and not self.critical:
-            signal.signal(signum, signal.SIG_DFL)  # a second signal exits at once
-        self.pending = signum
-        if not self.critical:
-            raise Interrupted(signum)
+        # type(...).__getstate__: the class's method, whatever save() below did to the instance.
+        self.snapshot = (self.algo.iteration, copy.deepcopy(type(self.algo).__getstate__(self.algo)))
 
-    def check(self):
-        if self.pending is not None:
-            raise Interrupted(self.pending)
+    def save(self):
+        """Checkpoint the newest completed iteration (from the snapshot); its path, or None when there is none."""
+        if self.snapshot is None:
+            return self.saved[1] if self.saved else None
+        iteration, state = self.snapshot
+        if self.saved and self.saved[0] == iteration:
+            return self.saved[1]
+        # Algorithm.save_checkpoint writes what __getstate__ returns: hand it the snapshot instead of the live,
+        # possibly mid-update state. It pops the policy states out of what it gets, so it gets a copy.
+        self.algo.__getstate__ = lambda: {**state, "worker": dict(state["worker"])} if "worker" in state else dict(state)
+        try:
+            path = save_checkpoint(self.algo, self.run_dir, self.keep)
+        finally:
+            del self.algo.__getstate__
+        self.saved = (iteration, path)
+        return path
 
 
-def train(exp, algo_config, run_dir, progress_mode, guard, log_dir=None):
+# How long the signal handler waits for the main thread to finish a checkpoint or log write it is in.
+LOCK_WAIT_S = 20
+LOGGER_CLOSE_S = 5
+RAY_SHUTDOWN_S = 5
+
+
+def on_signal(signum, guard, run):
+    """Runs on the signal guard's thread: save the newest completed iteration, then flush the logs; exit code."""
+    from utils.signals import run_bounded, signal_name
+
+    name = signal_name(signum)
+    if not guard.acquire_lock(LOCK_WAIT_S):
+        print(f"warning: a checkpoint or log write did not finish within {LOCK_WAIT_S} s; saving the last "
+              "completed iteration without waiting for it", flush=True)
+    if run.algo is None:
+        newest = f"; the newest checkpoint stays {run.saved[1]}" if run.saved else ""
+        print(f"interrupted: {name} received before training started; nothing to save{newest}", flush=True)
+    elif run.finished:
+        print(f"interrupted: {name} received while shutting down; training had finished ({run.finished})", flush=True)
+    elif run.snapshot is None:
+        where = f"since {run.saved[1]}" if run.saved else "yet"
+        print(f"interrupted: {name} received before a training iteration finished {where}; nothing new to save", flush=True)
+    else:
+        print(f"interrupted: {name} received, saving a checkpoint", flush=True)
+        checkpoint = run.save()
+        write_summary(run.run_dir, run.last, f"interrupted_{name}", checkpoint)
+    if run.bar is not None:
+        run_bounded(run.bar.close, 1)
+    if run.logger is not None and not run_bounded(run.logger.close, LOGGER_CLOSE_S):
+        print(f"warning: the TensorBoard writer did not close within {LOGGER_CLOSE_S} s; result.json is complete", flush=True)
+    if "ray" in sys.modules:
+        import ray
+
+        # Ray's shutdown can wait a minute when some of its processes are gone already (Ctrl-C reaches the
+        # whole process group); its processes die with this one anyway (fate sharing).
+        run_bounded(ray.shutdown, RAY_SHUTDOWN_S)
+    return 128 + signum
+
+
+# An iteration that sampled nothing is retried; after this many in a row training stops with the fix.
+MAX_EMPTY_ITERATIONS = 5
+
+
+def empty_iteration(result, exp, count):
+    """A warning for an iteration whose env runners returned no samples; UserError after too many in a row."""
+    timeout = exp.config.get("sample_timeout_s")
+    fix = (f"raise sample_timeout_s (now {timeout} s) or lower rollout_fragment_length x num_envs_per_env_runner, "
+           "or give the env runners more CPUs")
+    if count >= MAX_EMPTY_ITERATIONS:
+        raise UserError(f"{count} training iterations in a row sampled no env steps. Fix: {fix}.")
+    print(f"warning: training iteration {result.get('training_iteration')} sampled no env steps (the env runners did "
+          f"not return within sample_timeout_s); not logged, retrying ({count} of {MAX_EMPTY_ITERATIONS}). Fix: {fix}.",
+          flush=True)
+
+
+def train(exp, algo_config, run, progress_mode, guard, log_dir=None):
     from utils.progress import Progress, metrics, stop_reason
     from utils.results import ResultLogger
 
     algo = build_algorithm(exp, algo_config)
-    resumed = restore_newest(algo, run_dir)
+    guard.install()  # building the algorithm may have replaced the handlers
+    resumed = restore_newest(algo, run.run_dir)
     last = {"training_iteration": algo.iteration, "timesteps_total": algo._counters.get("num_env_steps_sampled", 0)}
+    with guard.lock:
+        run.algo, run.last = algo, last
+        run.saved = (algo.iteration, resumed) if resumed else None
     if resumed:
         print(f"resumed: {resumed} (training_iteration {last['training_iteration']}, timesteps_total {last['timesteps_total']})")
     if stop_reason(exp.stop, last) and resumed:
         print(f"done: {stop_reason(exp.stop, last)} already reached by {resumed}")
-        return finish(algo, run_dir, last, "already_done", resumed)
-    bar = Progress(exp.stop, last, enabled={"auto": None, "on": True, "off": False}[progress_mode])
-    freq, keep = exp.spec["checkpoint_freq"], exp.spec["keep_checkpoints_num"]
-    checkpoint = None
-    logger = ResultLogger(log_dir or run_dir)
-    try:
-        while True:
-            result = algo.train()
-            last = metrics(result)
-            bar.update(last)
-            logger.log(result, last)
-            reason = stop_reason(exp.stop, last)
+        return finish(run, "already_done", resumed)
+    freq = exp.spec["checkpoint_freq"]
+    with guard.lock:
+        run.bar = Progress(exp.stop, last, enabled={"auto": None, "on": True, "off": False}[progress_mode])
+        run.logger = ResultLogger(log_dir or run.run_dir)
+    empty = 0
+    while True:
+        guard.park_if_pending()
+        result = algo.train()
+        if not result.get("num_env_steps_sampled_this_iter", 1):
+            empty += 1
+            empty_iteration(result, exp, empty)
+            continue
+        empty = 0
+        last = metrics(result)
+        reason = stop_reason(exp.stop, last)
+        with guard.lock:
+            run.last = last
+            run.take_snapshot()
+            run.bar.update(last)
+            run.logger.log(result, last)
             if freq and algo.iteration % freq == 0 and not reason:
-                checkpoint = _guarded_save(guard, algo, run_dir, keep)
-            guard.check()
-            if reason:
-                break
-    except Exception as caught:  # noqa: BLE001  (see as_interrupted)
-        e = as_interrupted(caught, guard)
-        bar.close()
-        logger.close()
-        print(f"interrupted: {e} received, saving a checkpoint", flush=True)
-        guard.critical = True
-        checkpoint = save_checkpoint(algo, run_dir, keep)
-        write_summary(run_dir, last, f"interrupted_{e}", checkpoint)
-        hard_exit(128 + e.signum)
-    bar.close()
-    logger.close()
-    if exp.spec["checkpoint_at_end"]:
-        checkpoint = _guarded_save(guard, algo, run_dir, keep)
+                run.save()
+        if reason:
+            break
+    guard.park_if_pending()
+    with guard.lock:
+        run.bar.close()
+        run.logger.close()
+        checkpoint = run.save() if exp.spec["checkpoint_at_end"] else (run.saved[1] if run.saved else None)
+        run.finished = reason
     print(f"done: stopped by {reason}")
-    return finish(algo, run_dir, last, reason, checkpoint)
-
-
-def _guarded_save(guard, algo, run_dir, keep):
-    guard.critical = True
-    try:
-        return save_checkpoint(algo, run_dir, keep)
-    finally:
-        guard.critical = False
+    return finish(run, reason, checkpoint)
 
 
 def write_summary(run_dir, last, reason, checkpoint):
+    from utils.checkpoints import write_text_atomically
+
     summary = {"stopped_by": reason, "checkpoint": str(checkpoint) if checkpoint else None, **last}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    write_text_atomically(run_dir / "summary.json", json.dumps(summary, indent=2, default=float) + "\n")
 
 
-def hard_exit(code, grace_s=10):
-    """Exit once the checkpoint is on disk, giving Ray at most `grace_s` to stop its processes.
-
-    Ray's shutdown can wait a minute or more when some of its processes are already gone (a Ctrl-C reaches
-    the whole process group), so it runs on a thread that the exit does not wait for beyond the grace.
-    """
-    import threading
-
-    import ray
-
-    stopper = threading.Thread(target=ray.shutdown, daemon=True)
-    stopper.start()
-    stopper.join(grace_s)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def finish(algo, run_dir, last, reason, checkpoint):
-    write_summary(run_dir, last, reason, checkpoint)
+def finish(run, reason, checkpoint):
+    run.finished = reason
+    write_summary(run.run_dir, run.last, reason, checkpoint)
     try:
-        algo.stop()
+        run.algo.stop()
     except Exception:  # noqa: BLE001  (workers may already be gone after a signal)
         pass
     return 0
@@ -264,7 +298,11 @@ def finish(algo, run_dir, last, reason, checkpoint):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    guard = SignalGuard()
+    from utils import quiet
+
+    quiet.install(verbose=args.verbose)  # before TF, Ray, gym or procgen is imported
+    run = Run()
+    guard = SignalGuard(lambda signum: on_signal(signum, guard, run))
     try:
         from utils.config import build_algorithm_config, load_experiment
 
@@ -272,39 +310,42 @@ def main(argv=None):
         exp = load_experiment(args.experiment_file, args.overrides, cpus=cpus, gpus=gpus)
         algo_config = build_algorithm_config(exp)  # RLlib's own checks, before anything is written
         run_dir = prepare_run_dir(args, exp)
+        run.run_dir, run.keep = run_dir, exp.spec["keep_checkpoints_num"]
         print_plan(exp, run_dir, cpus, gpus)
         save_resolved(run_dir, exp, argv)
-        start_ray(args, cpus, gpus)
-        guard.install()
+        start_ray(args, cpus, gpus, guard)
         log_dir = Path(args.log_dir) if args.log_dir else None
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
-        return train(exp, algo_config, run_dir, args.progress_bar, guard, log_dir)
+        return train(exp, algo_config, run, args.progress_bar, guard, log_dir)
     except UserError as e:
+        guard.park_if_pending()
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except Exception as caught:  # noqa: BLE001  (see as_interrupted)
-        e = as_interrupted(caught, guard)
-        print(f"interrupted: {e} received before training started; nothing to save", file=sys.stderr)
-        hard_exit(128 + e.signum)
+    finally:
+        # A signal being handled ends the process from the handler's thread, once the checkpoint is written.
+        guard.park_if_pending()
 
 
-def start_ray(args, cpus, gpus):
+def start_ray(args, cpus, gpus, guard):
     import logging
 
     import ray
 
-    if args.ray_address:
-        ray.init(address=args.ray_address, logging_level=logging.WARNING)
-        return
     # Ray's own processes inherit this mask: a SIGTERM sent to the whole process group (systemd, timeout, a
     # batch scheduler) then reaches only train.py, which saves a checkpoint, instead of killing Ray under it.
     # Ray blocks SIGINT in them itself, for the same reason. They still die with train.py (fate sharing).
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    # ray.init also installs its own SIGTERM handler (sys.exit): a signal arriving meanwhile is held until
+    # the guard has taken the signals back.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     try:
-        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, logging_level=logging.WARNING)
+        if args.ray_address:
+            ray.init(address=args.ray_address, logging_level=logging.WARNING)
+        else:
+            ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, logging_level=logging.WARNING)
+        guard.install()
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m aicrowd_tools", description=__doc__)
+    p.add_argument("--verbose", action="store_true",
+                   help="show everything TensorFlow, Ray and gym print (by default their known start-up noise is hidden)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("validate", help="preflight: check the repo against the grader's rules (no training)")
     sub.add_parser("evaluate", help="grade locally: train and roll out each game of $ENVS, then score")
@@ -53,6 +55,9 @@ def submit(description):
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from utils import quiet
+
+    quiet.install(verbose=args.verbose)  # also reaches train.py and rollout.py, which inherit PROCGEN_VERBOSE
     os.chdir(ROOT)
     try:
         if args.command == "validate":

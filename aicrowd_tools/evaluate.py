@@ -33,6 +33,17 @@ from aicrowd_tools.grader import (
 from utils.errors import UserError
 
 GRACE_SECONDS = 120  # after SIGTERM at the time limit, how long train.py may take to save its checkpoint
+LOCK_WAIT_S = 20  # how long a signal waits for a report being written
+
+
+class Current:
+    """What a signal handler needs: the child being run and the rows graded so far."""
+
+    guard = None
+    child = None
+    step = None
+    rows = []
+    report = None  # (settings, exp, resources, eval_dir) once the evaluation has started
 DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
 
 
@@ -113,28 +124,68 @@ def child_env(environ, settings, exp_path, outputs):
     return env
 
 
-def run_logged(cmd, root, env, log, limit=None):
-    """Run `cmd` with output to `log`; at `limit` seconds send SIGTERM. (returncode, wall seconds, hit limit)."""
+def run_logged(cmd, root, env, log, limit=None, guard=None, step=None):
+    """Run `cmd` with output to `log`; at `limit` seconds send SIGTERM. (returncode, wall seconds, hit limit).
+
+    The child runs in a session of its own, so a Ctrl-C or a SIGTERM to this process group reaches it once,
+    passed on by this process's signal handler (two would make train.py exit without its checkpoint).
+    """
     start = time.monotonic()
     hit = False
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        Current.child, Current.step = proc, step
         try:
+            proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            hit = True
+            proc.send_signal(signal.SIGTERM)
             try:
-                proc.wait(timeout=limit)
+                proc.wait(timeout=GRACE_SECONDS)
             except subprocess.TimeoutExpired:
-                hit = True
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=GRACE_SECONDS)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        except KeyboardInterrupt:
-            # The child got the same Ctrl-C and saves a checkpoint: let it finish.
-            proc.wait(timeout=GRACE_SECONDS)
-            raise
+                proc.kill()
+                proc.wait()
+        finally:
+            Current.child = None
+    if guard is not None:
+        guard.park_if_pending()  # the handler writes the report of the games done and exits
     return proc.returncode, time.monotonic() - start, hit
+
+
+def on_signal(signum, guard):
+    """Runs on the signal guard's thread: pass the signal to the child once, wait for it, write what was graded."""
+    from utils.signals import signal_name
+
+    name = signal_name(signum)
+    child = Current.child
+    if child is not None and child.returncode is None:
+        print(f"interrupted: {name} received; passing it to {Current.step} and waiting for it to save", flush=True)
+        try:
+            os.killpg(child.pid, signum)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + GRACE_SECONDS
+        while child.returncode is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the main thread's wait() sets returncode
+        if child.returncode is None:
+            print(f"warning: {Current.step} did not exit within {GRACE_SECONDS} s; killing it", flush=True)
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    guard.acquire_lock(LOCK_WAIT_S)
+    if Current.report is None:
+        print(f"interrupted: {name} received before grading started", flush=True)
+        return 128 + signum
+    settings, exp, resources, eval_dir = Current.report
+    rows = list(Current.rows)
+    if rows:
+        report = build_report(settings, exp, resources, rows)
+        report["interrupted"] = f"{name} after {len(rows)} of {len(settings.games)} games"
+        write_report(report, eval_dir)
+    print(f"interrupted: evaluation stopped after {len(rows)} of {len(settings.games)} games"
+          f"{'; report of those in ' + str(eval_dir) if rows else ''}; logs in {eval_dir}", flush=True)
+    return 128 + signum
 
 
 def error_line(log, fallback):
@@ -157,7 +208,8 @@ def train_game(root, settings, ctx_env, exp, game, game_dir, resources):
     cmd = ["./run.sh", "--train", f"stop.timesteps_total={max(stop_steps, 1)}", "--num-cpus", str(resources[0]),
            "--num-gpus", str(resources[1]), "--progress-bar", "off"]
     log = game_dir / "train.log"
-    rc, wall, hit = run_logged(cmd, root, ctx_env, log, limit=settings.time_limit)
+    rc, wall, hit = run_logged(cmd, root, ctx_env, log, limit=settings.time_limit, guard=Current.guard,
+                               step=f"{game}'s training")
     run_dir = game_dir / "outputs" / exp.name / game
     row = {"game": game, "status": "ok", "train_wall_s": round(wall, 1), "train_log": str(log)}
     summary = _read_json(run_dir / "summary.json") or {}
@@ -179,7 +231,8 @@ def train_game(root, settings, ctx_env, exp, game, game_dir, resources):
 def rollout_game(root, ctx_env, row, game_dir):
     log = game_dir / "rollout.log"
     out = game_dir / "rollout.json"
-    rc, wall, _ = run_logged(["./run.sh", "--rollout", "--json", str(out)], root, ctx_env, log)
+    rc, wall, _ = run_logged(["./run.sh", "--rollout", "--json", str(out)], root, ctx_env, log, guard=Current.guard,
+                             step=f"{row['game']}'s rollout")
     row["rollout_wall_s"] = round(wall, 1)
     row["rollout_log"] = str(log)
     result = _read_json(out)
@@ -314,8 +367,10 @@ def chart(report, path):
 
 def write_report(report, eval_dir):
     paths = {"json": eval_dir / "evaluation.json", "markdown": eval_dir / "evaluation.md", "chart": eval_dir / "normalized_scores.png"}
-    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
-    paths["markdown"].write_text(markdown(report))
+    from utils.checkpoints import write_text_atomically
+
+    write_text_atomically(paths["json"], json.dumps(report, indent=2) + "\n")
+    write_text_atomically(paths["markdown"], markdown(report))
     chart(report, paths["chart"])
     return paths
 
@@ -324,6 +379,16 @@ def write_report(report, eval_dir):
 
 
 def main(root, environ):
+    from utils.signals import SignalGuard
+
+    Current.guard = SignalGuard(lambda signum: on_signal(signum, Current.guard))
+    try:
+        return grade(root, environ)
+    finally:
+        Current.guard.park_if_pending()
+
+
+def grade(root, environ):
     settings = read_settings(environ)
     exp, gpu = preflight(root, settings)
     resources = grader_resources(gpu)
@@ -335,15 +400,15 @@ def main(root, environ):
     if settings.time_limit > MAX_TRAIN_SECONDS:
         print(f"note: TIME_LIMIT {settings.time_limit:g} s is over the grader's {MAX_TRAIN_SECONDS} s")
     print(f"eval_dir: {eval_dir}", flush=True)
-    rows = []
-    try:
-        for i, game in enumerate(settings.games, 1):
-            rows.append(grade_game(root, settings, environ, exp, game, eval_dir, resources, f"{i}/{len(settings.games)}"))
-    except KeyboardInterrupt:
-        print(f"interrupted: evaluation stopped after {len(rows)} of {len(settings.games)} games; logs in {eval_dir}")
-        return 130
-    report = build_report(settings, exp, resources, rows)
-    paths = write_report(report, eval_dir)
+    rows = Current.rows = []
+    Current.report = (settings, exp, resources, eval_dir)
+    for i, game in enumerate(settings.games, 1):
+        row = grade_game(root, settings, environ, exp, game, eval_dir, resources, f"{i}/{len(settings.games)}")
+        with Current.guard.lock:
+            rows.append(row)
+    with Current.guard.lock:
+        report = build_report(settings, exp, resources, rows)
+        paths = write_report(report, eval_dir)
     print()
     print(markdown(report))
     mean = report["mean_normalized_score"]

@@ -355,7 +355,9 @@ def run_worker(head, head_addr, my_addr, cpus, gpus):
 def run(cmd):
     """Run a child with signals passed on to it; returns its exit code."""
     print("+ " + " ".join(str(c) for c in cmd), flush=True)
-    State.child = subprocess.Popen([str(c) for c in cmd], cwd=CODE)
+    # A session of its own: a signal to this process group then reaches the child once, passed on by
+    # _on_signal; a second one would make train.py exit without its checkpoint.
+    State.child = subprocess.Popen([str(c) for c in cmd], cwd=CODE, start_new_session=True)
     if State.signal:
         State.child.send_signal(State.signal)
     rc = State.child.wait()

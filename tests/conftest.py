@@ -18,8 +18,23 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 
-def run_script(*args, cwd=ROOT, env=None, timeout=600, check=False):
-    """Run one of the project's scripts as a user would, returning the CompletedProcess."""
+# The slowest training a correct run may show (env steps/s; issue 10 saw 80 on a loaded 2-core machine) and
+# the most its start-up may take, for hang ceilings derived from the work instead of guessed from this machine.
+SLOWEST_STEPS_PER_S = 50
+SLOWEST_START_S = 1800
+
+
+def hang_ceiling(env_steps, runs=1):
+    """Seconds a test that trains `env_steps` in `runs` processes may take before it counts as hung."""
+    return runs * SLOWEST_START_S + env_steps / SLOWEST_STEPS_PER_S
+
+
+def run_script(*args, cwd=ROOT, env=None, timeout=None, check=False):
+    """Run one of the project's scripts as a user would, returning the CompletedProcess.
+
+    No timeout by default: a slow or loaded machine makes a run slower, never red. pytest-timeout's
+    per-test ceiling (pyproject.toml) is the guard against hangs.
+    """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     proc = subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout)

@@ -36,7 +36,7 @@ COPY_IGNORE = shutil.ignore_patterns(".git", ".venv*", "outputs", "__pycache__",
 GIT_ID = ["-c", "user.name=Test Participant", "-c", "user.email=participant@example.com"]
 
 
-def sh(*args, cwd, env=None, timeout=600):
+def sh(*args, cwd, env=None, timeout=None):
     """Run a command (run.sh, git, aicrowd) as a user would; the CompletedProcess."""
     return subprocess.run([str(a) for a in args], cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
                           capture_output=True, text=True, timeout=timeout)
@@ -101,7 +101,7 @@ def check(repo, name, envs="", experiment="experiments/impala-baseline.yaml"):
 
 
 def test_validate_passes_on_the_repository_as_shipped():
-    proc = sh("./run.sh", "--validate", cwd=ROOT, timeout=300)
+    proc = sh("./run.sh", "--validate", cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     for name in preflight.VALIDATE_CHECKS:
@@ -112,7 +112,7 @@ def test_validate_passes_on_the_repository_as_shipped():
 
 def test_validate_fails_with_a_message_and_nonzero_exit(repo):
     edit_json(repo / "aicrowd.json", gpu="true")
-    proc = sh("./run.sh", "--validate", cwd=repo, env={"ENVS": "coinrun,bigfsh"}, timeout=300)
+    proc = sh("./run.sh", "--validate", cwd=repo, env={"ENVS": "coinrun,bigfsh"})
     assert proc.returncode == 1
     assert 'aicrowd.json: FAIL, aicrowd.json: "gpu" is "true" but must be true or false (no quotes)' in proc.stdout
     assert 'games: FAIL, Unknown game "bigfsh" in ENVS. Did you mean "bigfish"?' in proc.stdout
@@ -265,7 +265,7 @@ def test_evaluate_two_games_reports_real_rollouts(tmp_path):
     experiment.write_text(TINY)
     env = {"EXPERIMENT": str(experiment), "ENVS": "bigfish,starpilot", "TIMESTEPS": "1024", "EPISODES": "2",
            "OUTPUTS_DIR": str(tmp_path / "out")}
-    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env=env, timeout=600)
+    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     (eval_dir,) = (tmp_path / "out" / "evaluation").iterdir()
     report = json.loads((eval_dir / "evaluation.json").read_text())
@@ -305,7 +305,7 @@ def test_evaluate_time_limit_stops_training_and_rolls_out_the_last_checkpoint(tm
     experiment.write_text((ROOT / "experiments" / "random-policy.yaml").read_text().replace("20000", "8000000"))
     env = {"EXPERIMENT": str(experiment), "ENVS": "bigfish", "TIME_LIMIT": "40s", "EPISODES": "1",
            "OUTPUTS_DIR": str(tmp_path / "out")}
-    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env=env, timeout=600)
+    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     (eval_dir,) = (tmp_path / "out" / "evaluation").iterdir()
     (row,) = json.loads((eval_dir / "evaluation.json").read_text())["results"]
@@ -319,7 +319,7 @@ def test_evaluate_time_limit_stops_training_and_rolls_out_the_last_checkpoint(tm
 
 def test_evaluate_refuses_bad_settings_before_training(tmp_path):
     out = tmp_path / "out"
-    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env={"ENVS": "coinrun,bigfsh", "OUTPUTS_DIR": str(out)}, timeout=300)
+    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env={"ENVS": "coinrun,bigfsh", "OUTPUTS_DIR": str(out)})
     assert proc.returncode == 2 and not out.exists()
     assert proc.stderr.strip().splitlines()[-1].startswith('error: Unknown game "bigfsh" in ENVS. Did you mean "bigfish"?')
     assert "Traceback" not in proc.stderr
@@ -429,7 +429,7 @@ def test_submit_pushes_a_submission_tag_with_the_committed_tree(participant):
     assert 'aicrowd_api_key = "test-api-key"' in participant.config.read_text()
     (participant.repo / "NOTES.md").write_text("tried a smaller learning rate\n")  # a dirty tree: the CLI commits it
     StubAIcrowd.seen.clear()
-    proc = sh("./run.sh", "--submit", "PPO baseline v1", cwd=participant.repo, env=participant.env, timeout=300)
+    proc = sh("./run.sh", "--submit", "PPO baseline v1", cwd=participant.repo, env=participant.env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "preflight: passed, 12 checks" in proc.stdout
     assert "note: the CLI first commits 1 changed file(s) (git add --all): NOTES.md" in proc.stdout
@@ -449,7 +449,7 @@ def test_submit_pushes_a_submission_tag_with_the_committed_tree(participant):
 def test_submit_after_a_failed_preflight_pushes_nothing(participant):
     aicrowd_login(participant)
     edit_json(participant.repo / "aicrowd.json", authors="me")
-    proc = sh("./run.sh", "--submit", "broken", cwd=participant.repo, env=participant.env, timeout=300)
+    proc = sh("./run.sh", "--submit", "broken", cwd=participant.repo, env=participant.env)
     assert proc.returncode == 1
     assert '"authors" is "me" but must be a list' in proc.stdout
     assert "submit: nothing was submitted." in proc.stdout and "Traceback" not in proc.stdout + proc.stderr

@@ -10,13 +10,16 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, hang_ceiling
 from tests.test_train_e2e import progress_lines, train
 
 LEARNING = ROOT / "experiments" / "learning-check.yaml"
 RANDOM = ROOT / "experiments" / "random-policy.yaml"
+RANDOM_STEPS = 30000
+STEP_CAP = next(iter(yaml.safe_load(LEARNING.read_text()).values()))["stop"]["timesteps_total"]
 
 
+@pytest.mark.timeout(hang_ceiling(RANDOM_STEPS + STEP_CAP, runs=2))
 def test_ppo_beats_random_policy_on_a_fixed_level(tmp_path):
     (name, spec), = yaml.safe_load(LEARNING.read_text()).items()
     env_config = spec["config"]["env_config"]
@@ -25,7 +28,7 @@ def test_ppo_beats_random_policy_on_a_fixed_level(tmp_path):
     game, level = env_config["env_name"], env_config["start_level"]
 
     baseline = train(tmp_path / "random", f"env_config.env_name={game}", "env_config.num_levels=1",
-                     f"env_config.start_level={level}", "stop.timesteps_total=30000", experiment=RANDOM)
+                     f"env_config.start_level={level}", f"stop.timesteps_total={RANDOM_STEPS}", experiment=RANDOM)
     random_return = progress_lines(baseline.stdout)[-1]["episode_reward_mean"]
 
     print(f"random_return: {random_return:.2f}")
@@ -47,6 +50,7 @@ def learn(tmp_path, name, game, threshold, *overrides):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(hang_ceiling(STEP_CAP))
 @pytest.mark.parametrize("framework", ["torch", "tf"])
 def test_bf16_trunk_still_learns_the_fixed_level(tmp_path, framework):
     # bf16 changes numerics, so it is opt-in; this is the evidence that it still learns (README, Benchmark).

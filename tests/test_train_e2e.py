@@ -21,8 +21,7 @@ TINY = ["stop.timesteps_total=1024", "train_batch_size=1024", "minibatch_size=25
 
 
 def train(tmp_path, *args, experiment=STARTER, check=True):
-    return run_script("train.py", "-f", experiment, "--outputs-dir", tmp_path / "out", "--progress-bar", "off", *args,
-                      timeout=600, check=check)
+    return run_script("train.py", "-f", experiment, "--outputs-dir", tmp_path / "out", "--progress-bar", "off", *args, check=check)
 
 
 def progress_lines(stdout):
@@ -52,8 +51,7 @@ def test_tiny_train_then_rollout(tmp_path, framework, model):
     assert "config.framework=" + framework in (run_dir / "overrides.yaml").read_text()
     assert list(run_dir.glob("events.out.tfevents.*")), "TensorBoard events are written to the run dir"
 
-    out = run_script("rollout.py", checkpoint, "--episodes", "2", "--seed", "7", "--json", tmp_path / "r.json",
-                     timeout=300, check=True)
+    out = run_script("rollout.py", checkpoint, "--episodes", "2", "--seed", "7", "--json", tmp_path / "r.json", check=True)
     episodes = [line for line in out.stdout.splitlines() if line.startswith("episode: ")]
     assert len(episodes) == 2
     result = json.loads((tmp_path / "r.json").read_text())
@@ -63,7 +61,7 @@ def test_tiny_train_then_rollout(tmp_path, framework, model):
     assert result["normalized_score"] == pytest.approx((mean - 5) / (10 - 5))
 
 
-def run_sh(*args, env, timeout=600):
+def run_sh(*args, env, timeout=None):
     proc = subprocess.run(["./run.sh", *map(str, args)], cwd=ROOT, env={**os.environ, **env}, capture_output=True,
                           text=True, timeout=timeout)
     assert proc.returncode == 0, f"run.sh {args} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -87,10 +85,10 @@ def test_run_sh_train_then_rollout_newest_checkpoint_with_video(tmp_path):
 
 
 def test_rollout_refuses_bad_checkpoints(tmp_path):
-    missing = run_script("rollout.py", tmp_path / "nope", "--episodes", "1", timeout=120)
+    missing = run_script("rollout.py", tmp_path / "nope", "--episodes", "1")
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
     (tmp_path / "empty").mkdir()
-    empty = run_script("rollout.py", tmp_path / "empty", "--episodes", "1", timeout=120)
+    empty = run_script("rollout.py", tmp_path / "empty", "--episodes", "1")
     assert empty.returncode == 2 and "is not a checkpoint" in empty.stderr and "Traceback" not in empty.stderr
 
 

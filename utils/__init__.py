@@ -9,3 +9,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 # TensorFlow's C++ start-up chatter hides the progress lines users and log scrapers read.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Ray starts its worker processes (the env runners) at nice 15, below everything else on the machine: on a
+# busy machine they starved (3% of a core while two other processes ran) and sampling timed out (issue 10).
+# Here the env runners are the work, so they compete as equals with the learner and the rest.
+os.environ.setdefault("RAY_worker_niceness", "0")

@@ -378,6 +378,33 @@ def fit_resources(exp, cpus, gpus):
         config["num_gpus_per_env_runner"] = 0
 
 
+# A deliberately pessimistic env-steps/s for one env runner, to size sample_timeout_s: about 1/100 of what
+# one runner samples on an idle 2-core machine (2,254 steps/s, README "Benchmark"). RLlib's default of 60 s
+# was hit by the baseline's 64 x 256-step fragment on a loaded machine: the samples were thrown away and
+# the iteration logged with 0 steps (issue 10). A slow machine must make sampling slower, never lost.
+PESSIMISTIC_RUNNER_STEPS_PER_S = 20
+
+
+def fit_sample_timeout(exp, algo_cfg):
+    """Size RLlib's sample_timeout_s to the work one env runner is given, unless the experiment sets it.
+
+    The timeout (seconds) is max(RLlib's 60, fragment x envs per runner / PESSIMISTIC_RUNNER_STEPS_PER_S).
+    It only applies to remote env runners; with 0 runners the learner samples itself and nothing times out.
+    """
+    if "sample_timeout_s" in exp.config or not algo_cfg.num_env_runners or algo_cfg.sample_timeout_s is None:
+        return
+    fragment = algo_cfg.get_rollout_fragment_length()
+    steps = fragment * algo_cfg.num_envs_per_env_runner
+    timeout = float(max(algo_cfg.sample_timeout_s, math.ceil(steps / PESSIMISTIC_RUNNER_STEPS_PER_S)))
+    if timeout == algo_cfg.sample_timeout_s:
+        return
+    exp.notes.append(f"sample_timeout_s {algo_cfg.sample_timeout_s:g} -> {timeout:g}: one env runner samples "
+                     f"{algo_cfg.num_envs_per_env_runner} envs x {fragment} steps = {steps} steps per call, sized at a "
+                     f"pessimistic {PESSIMISTIC_RUNNER_STEPS_PER_S} steps/s so a slow machine is never cut short")
+    exp.config["sample_timeout_s"] = timeout
+    algo_cfg.env_runners(sample_timeout_s=timeout)
+
+
 # --------------------------------------------------------------------------- build
 
 
@@ -410,6 +437,7 @@ def build_algorithm_config(exp):
         algo_cfg.environment(env=exp.spec["env"], env_config=env_config, disable_env_checking=True)
         algo_cfg.callbacks(load_object(callbacks) if callbacks else load_object("callbacks:ProcgenCallbacks"))
         algo_cfg.validate()
+        fit_sample_timeout(exp, algo_cfg)
     except (ValueError, TypeError) as e:
         raise UserError(f"{exp.path}: RLlib refused the config: {str(e).strip().splitlines()[0]}") from None
     return algo_cfg
