@@ -14,10 +14,12 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from types import SimpleNamespace
@@ -315,6 +317,35 @@ def test_evaluate_time_limit_stops_training_and_rolls_out_the_last_checkpoint(tm
     summary = json.loads((eval_dir / "bigfish" / "outputs" / "random-policy" / "bigfish" / "summary.json").read_text())
     assert row["checkpoint"] == summary["checkpoint"], "the rollout used the checkpoint saved at the limit"
     assert row["normalized_score"] == pytest.approx(normalized_score("bigfish", row["mean_return"]))
+
+
+def test_evaluate_ctrl_c_passes_one_signal_and_keeps_the_finished_games(tmp_path):
+    """Ctrl-C (SIGINT to the whole group) while the second game trains: its train.py gets it once and saves."""
+    experiment = tmp_path / "random.yaml"
+    experiment.write_text((ROOT / "experiments" / "random-policy.yaml").read_text().replace("20000", "8000000"))
+    env = {**os.environ, "EXPERIMENT": str(experiment), "ENVS": "bigfish,starpilot", "EPISODES": "1",
+           "OUTPUTS_DIR": str(tmp_path / "out"), "PYTHONUNBUFFERED": "1"}
+    env["TIME_LIMIT"] = "30s"  # bigfish stops at its limit; starpilot gets the Ctrl-C well before its own
+    proc = subprocess.Popen(["./run.sh", "--evaluate"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("game: starpilot (2/2), training"):
+            break
+    (eval_dir,) = (tmp_path / "out" / "evaluation").iterdir()
+    train_log = eval_dir / "starpilot" / "train.log"
+    while "training_iteration: " not in (train_log.read_text() if train_log.exists() else ""):
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out = "".join(seen) + proc.communicate()[0]
+    assert proc.returncode == 128 + signal.SIGINT, out[-4000:]
+    assert "interrupted: SIGINT received; passing it to starpilot's training" in out
+    assert "interrupted: evaluation stopped after 1 of 2 games" in out
+    log = train_log.read_text()
+    assert "interrupted: SIGINT received, saving a checkpoint" in log and "second SIGINT" not in log
+    report = json.loads((eval_dir / "evaluation.json").read_text())
+    assert [r["game"] for r in report["results"]] == ["bigfish"] and report["interrupted"].startswith("SIGINT after 1 of 2")
 
 
 def test_evaluate_refuses_bad_settings_before_training(tmp_path):
