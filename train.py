@@ -181,7 +181,7 @@ RAY_SHUTDOWN_S = 5
 
 def on_signal(signum, guard, run):
     """Runs on the signal guard's thread: save the newest completed iteration, then flush the logs; exit code."""
-    from utils.signals import run_bounded, signal_name
+    from utils.signals import kill_descendants, run_bounded, signal_name
 
     name = signal_name(signum)
     if not guard.acquire_lock(LOCK_WAIT_S):
@@ -209,6 +209,7 @@ def on_signal(signum, guard, run):
         # Ray's shutdown can wait a minute when some of its processes are gone already (Ctrl-C reaches the
         # whole process group); its processes die with this one anyway (fate sharing).
         run_bounded(ray.shutdown, RAY_SHUTDOWN_S)
+    kill_descendants()  # what Ray's shutdown left behind in the time it had
     return 128 + signum
 
 

@@ -82,9 +82,10 @@ def test_processes_probe_splits_each_phase_by_process():
         assert float(lines[f"phase_{phase}_s"]) > 0
         for group in ("learner", "env_runners", "ray", "other", "steal"):
             assert float(lines[f"cores_{phase}_{group}"]) >= 0
-    # The env runner samples and the learner learns: each phase's work shows in its own process.
-    assert float(lines["cores_sample_env_runners"]) > float(lines["cores_learn_env_runners"])
-    assert float(lines["cores_learn_learner"]) > float(lines["cores_sample_learner"])
+    # The env runner samples and the learner learns: each phase's work shows in its own process. Only that it
+    # shows: how the cores split between the phases depends on what else the machine runs (issue 10).
+    assert float(lines["cores_sample_env_runners"]) > 0
+    assert float(lines["cores_learn_learner"]) > 0
 
 
 def test_processes_probe_refuses_bad_input():

@@ -61,6 +61,25 @@ def run_bounded(fn, timeout):
     return done.wait(timeout)
 
 
+def kill_descendants():
+    """SIGKILL every process this one started, directly or not (Ray's GCS, raylet, agents, workers).
+
+    After a bounded ray.shutdown, Ray's DashboardAgent and RuntimeEnvAgent were seen to outlive train.py
+    by minutes on a loaded machine (scripts/stress_signals.py); they belong to this run, so they go with it.
+    """
+    import psutil
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+
+
 class SignalGuard:
     """Records SIGINT/SIGTERM; a watchdog thread runs `on_signal(signum) -> exit code` and exits the process.
 
