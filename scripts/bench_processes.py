@@ -38,30 +38,38 @@ def group(proc, learner_pid):
     return "ray" if "ray" in cmd else "other"
 
 
-def cpu_by_group(learner_pid):
-    """Cumulative CPU seconds per group, steal included (system-wide)."""
-    totals = dict.fromkeys(GROUPS, 0.0)
-    for proc in psutil.process_iter(["cmdline", "cpu_times"]):
+def cpu_by_process(learner_pid):
+    """Cumulative CPU seconds of each live process, keyed by (pid, create time), with its group; plus steal."""
+    found = {}
+    for proc in psutil.process_iter(["cmdline", "cpu_times", "create_time"]):
         times = proc.info["cpu_times"]
         if times is not None:
-            totals[group(proc, learner_pid)] += times.user + times.system
-    totals["steal"] = getattr(psutil.cpu_times(), "steal", 0.0)
-    return totals
+            found[(proc.pid, proc.info["create_time"])] = (group(proc, learner_pid), times.user + times.system)
+    return found, getattr(psutil.cpu_times(), "steal", 0.0)
 
 
 def watch(samples, done, learner_pid, interval):
     while not done.is_set():
-        samples.append((time.perf_counter(), cpu_by_group(learner_pid)))
+        samples.append((time.perf_counter(), cpu_by_process(learner_pid)))
         done.wait(interval)
-    samples.append((time.perf_counter(), cpu_by_group(learner_pid)))
+    samples.append((time.perf_counter(), cpu_by_process(learner_pid)))
 
 
 def cores(samples, start, end):
-    """Mean cores each group used between start and end (the nearest samples inside the window)."""
+    """Mean cores each group used between start and end (the nearest samples inside the window).
+
+    Summed per process over the processes alive at both ends: on a busy machine other processes start and
+    exit meanwhile, and a sum of whoever is alive would fall when one exits (issue 10 saw -2.72 cores).
+    """
     inside = [s for s in samples if start <= s[0] <= end] or [min(samples, key=lambda s: abs(s[0] - start))]
-    (t0, first), (t1, last) = inside[0], inside[-1]
+    (t0, (first, steal0)), (t1, (last, steal1)) = inside[0], inside[-1]
     seconds = t1 - t0
-    return {name: (last[name] - first[name]) / seconds if seconds > 0 else 0.0 for name in GROUPS}
+    used = dict.fromkeys(GROUPS, 0.0)
+    for key, (name, cpu) in last.items():
+        if key in first:
+            used[name] += max(0.0, cpu - first[key][1])
+    used["steal"] = steal1 - steal0
+    return {name: value / seconds if seconds > 0 else 0.0 for name, value in used.items()}
 
 
 def main(argv=None):
