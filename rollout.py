@@ -208,12 +208,13 @@ LOCK_WAIT_S = 20  # how long a signal waits for the summary or a video being wri
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from utils import quiet
-    from utils.signals import SignalGuard
+    from utils.signals import SignalGuard, block_signals
 
-    quiet.install(verbose=args.verbose)  # before TF, Ray, gym or procgen is imported
+    block_signals()  # before any thread starts: every thread inherits the mask; the guard's watchdog takes them
     played = Played()
     played.wanted = args.episodes
     guard = SignalGuard(lambda signum: on_signal(signum, guard, played))
+    quiet.install(verbose=args.verbose)  # before TF, Ray, gym or procgen is imported
     try:
         return rollout(args, guard, played)
     except UserError as e:

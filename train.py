@@ -12,14 +12,13 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
 
 import utils  # noqa: F401  (must precede TF/Ray imports)
 from utils.errors import UserError
-from utils.signals import SignalGuard
+from utils.signals import SignalGuard, block_signals
 
 DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
 
@@ -301,9 +300,10 @@ def main(argv=None):
     args = parse_args(argv)
     from utils import quiet
 
-    quiet.install(verbose=args.verbose)  # before TF, Ray, gym or procgen is imported
+    block_signals()  # before any thread starts: every thread inherits the mask; the guard's watchdog takes them
     run = Run()
     guard = SignalGuard(lambda signum: on_signal(signum, guard, run))
+    quiet.install(verbose=args.verbose)  # before TF, Ray, gym or procgen is imported
     try:
         from utils.config import build_algorithm_config, load_experiment
 
@@ -333,21 +333,15 @@ def start_ray(args, cpus, gpus, guard):
 
     import ray
 
-    # Ray's own processes inherit this mask: a SIGTERM sent to the whole process group (systemd, timeout, a
-    # batch scheduler) then reaches only train.py, which saves a checkpoint, instead of killing Ray under it.
-    # Ray blocks SIGINT in them itself, for the same reason. They still die with train.py (fate sharing).
-    # ray.init also installs its own SIGTERM handler (sys.exit): a signal arriving meanwhile is held until
-    # the guard has taken the signals back.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    try:
-        if args.ray_address:
-            ray.init(address=args.ray_address, logging_level=logging.WARNING)
-        else:
-            ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, logging_level=logging.WARNING)
-        guard.install()
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-
+    # SIGTERM and SIGINT are blocked since main() began (utils.signals.block_signals), and Ray's own processes
+    # inherit the mask: a SIGTERM sent to the whole process group (systemd, timeout, a batch scheduler) then
+    # reaches only train.py, which saves a checkpoint, instead of killing Ray under it. They still die with
+    # train.py (fate sharing). ray.init installs handlers of its own; the guard takes the signals back after it.
+    if args.ray_address:
+        ray.init(address=args.ray_address, logging_level=logging.WARNING)
+    else:
+        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, logging_level=logging.WARNING)
+    guard.install()
 
 if __name__ == "__main__":
     sys.exit(main())

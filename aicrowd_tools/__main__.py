@@ -57,6 +57,10 @@ def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     from utils import quiet
 
+    if args.command == "evaluate":
+        from utils.signals import block_signals
+
+        block_signals()  # before quiet's thread starts; evaluate's SignalGuard takes the signals with sigwait
     quiet.install(verbose=args.verbose)  # also reaches train.py and rollout.py, which inherit PROCGEN_VERBOSE
     os.chdir(ROOT)
     try:

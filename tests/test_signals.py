@@ -53,6 +53,28 @@ def test_guard_acts_while_the_main_thread_is_inside_c_code(tmp_path):
     assert "after" not in out
 
 
+def test_guard_keeps_the_signal_when_a_library_replaces_the_c_handler(tmp_path):
+    """Ray's core installs absl's failure handler for SIGTERM while an algorithm is built; a SIGTERM it caught
+    was printed as a crash and ended in SIGABRT with nothing saved. Here a library (ctypes, in a thread of its
+    own, as Ray's are) sets SIGTERM back to the C default, which kills the process: the guard still handles it."""
+    main = textwrap.dedent("""
+        import ctypes, threading
+        libc = ctypes.CDLL(None)
+        libc.signal.restype = ctypes.c_void_p
+        t = threading.Thread(target=lambda: libc.signal(15, ctypes.c_void_p(0)))  # SIG_DFL
+        t.start(); t.join()
+        print("replaced", flush=True)
+        time.sleep(10**6)
+    """)
+    proc = guard_child(tmp_path, on_signal='open("handled", "w").write(str(signum)); return 128 + signum', main=main)
+    wait_ready(proc)
+    assert proc.stdout.readline().strip() == "replaced"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate()
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert (tmp_path / "handled").read_text() == str(int(signal.SIGTERM))
+
+
 def test_second_signal_exits_at_once(tmp_path):
     proc = guard_child(tmp_path, on_signal='open("first", "w").close(); time.sleep(10**6)', main="time.sleep(10**6)")
     wait_ready(proc)

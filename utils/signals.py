@@ -1,15 +1,24 @@
 """SIGINT/SIGTERM handling that never lands in the middle of someone else's code.
 
-The Python-level handler only records the signal. A watchdog thread hears each signal through
-`signal.set_wakeup_fd`, which CPython's C-level handler writes to at once, so it reacts even while the
-main thread sits in C code (a TensorFlow session, a Ray wait), where Python handlers do not run. On the
-first signal it runs the entry point's `on_signal(signum)` on a thread of its own; that function saves
-what there is to save and returns the exit code, and the process then exits with it. A second signal
-exits at once with 128 + signal.
+The signals are blocked in every thread (`block_signals()` first thing in an entry point's main, so
+every thread started later inherits the mask) and a watchdog thread takes them with `signal.sigwait`.
+No handler runs at all: neither Python's, which would raise into whatever the main thread is doing, nor
+one a library installs at C level. (Ray's core installs absl's failure handler for SIGTERM while an
+algorithm is built: a SIGTERM it caught was printed as a crash and ended in SIGABRT, with nothing saved;
+scripts/stress_signals.py, start-up phase.) On the first signal the watchdog runs the entry point's
+`on_signal(signum)` on a thread of its own; that function saves what there is to save and returns the
+exit code, and the process then exits with it. A second signal exits at once with 128 + signal.
+
+As a fallback for a thread that unblocks the signals itself, the Python-level handler records the
+signal and `signal.set_wakeup_fd` wakes the watchdog too.
 
 The main thread marks what must not be cut (writing a checkpoint, a log line) with `with guard.lock:`;
 `on_signal` takes the same lock, with a bounded wait, before it writes. Nothing raises into the main
 thread, so no library is left half-way through a call (the tensorboardX hang of issue 10).
+
+Processes started while the signals are blocked inherit the mask (Ray's GCS, raylet and workers: a
+SIGTERM sent to the whole process group then reaches only the entry point, which saves before Ray goes).
+Start any other child with `preexec_fn=unblock_signals`.
 """
 
 import os
@@ -20,6 +29,18 @@ import time
 import traceback
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def block_signals():
+    """Block SIGINT and SIGTERM in the calling thread and in every thread and process it starts later.
+
+    Call it first thing in an entry point's main, before anything starts a thread (quiet output, TF, Ray)."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+
+
+def unblock_signals():
+    """Undo block_signals() in this thread (for subprocess.Popen(preexec_fn=...) of a child with its own handling)."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
 
 
 def signal_name(signum):
@@ -102,12 +123,16 @@ class SignalGuard:
         self._start_lock = threading.Lock()
         self._read, self._write = os.pipe()
         os.set_blocking(self._write, False)  # set_wakeup_fd requires it
-        self._watcher = threading.Thread(target=self._watch, name="signal-watchdog", daemon=True)
-        self._watcher.start()
+        block_signals()  # the watchdogs inherit the mask: sigwait takes blocked signals
+        for target, name in ((self._wait, "signal-watchdog"), (self._watch, "signal-wakeup-fd")):
+            threading.Thread(target=target, name=name, daemon=True).start()
         self.install()
 
     def install(self):
-        """(Re)take SIGINT/SIGTERM and the wakeup fd; call again after code that installs its own (ray.init)."""
+        """(Re)block SIGINT/SIGTERM in this thread and (re)take the fallback handlers and wakeup fd.
+
+        Call it again after code that may have changed them (ray.init, building an RLlib algorithm)."""
+        block_signals()
         for signum in SIGNALS:
             signal.signal(signum, self._record)
         signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
@@ -116,6 +141,10 @@ class SignalGuard:
         if self.pending is None:
             self.pending = signum
 
+    def _wait(self):
+        while True:
+            self._arrived(signal.sigwait(SIGNALS))
+
     def _watch(self):
         while True:
             try:
@@ -123,9 +152,13 @@ class SignalGuard:
             except InterruptedError:
                 continue
             for signum in data:
-                if signum in SIGNALS and not self._start(signum):
-                    print(f"interrupted: second {signal_name(signum)} received, exiting now", file=sys.stderr, flush=True)
-                    flush_and_exit(128 + signum, timeout=1.0)
+                if signum in SIGNALS:
+                    self._arrived(signum)
+
+    def _arrived(self, signum):
+        if not self._start(signum):
+            print(f"interrupted: second {signal_name(signum)} received, exiting now", file=sys.stderr, flush=True)
+            flush_and_exit(128 + signum, timeout=1.0)
 
     def _start(self, signum):
         """Start handling `signum` unless a signal is handled already; True if this call started it."""
