@@ -5,7 +5,7 @@
     python sagemaker/launch.py EXP --instance-type ml.c5.4xlarge --instance-count 2 --set num_gpus=0
     python sagemaker/launch.py EXP --instance-groups learner=ml.p3.2xlarge:1,actors=ml.c5.4xlarge:2
     python sagemaker/launch.py EXP --dry-run         # print the plan and the request; call nothing
-    python sagemaker/launch.py EXP --local           # the same job on this machine, without Docker
+    python sagemaker/launch.py EXP --local           # the same job on this machine: the SDK's driver, no Docker
 
 It prints the job name, the S3 locations and a cost estimate, then submits the job with the SageMaker
 Python SDK v3 (ModelTrainer). Inside the job, sagemaker/sm_entry.py runs `train.py -f EXP KEY=VALUE ...`
@@ -48,7 +48,11 @@ COMMAND = f"exec python3 {ENTRY}"
 ARCHIVE_NAME = "sourcedir.tar.gz"
 CHECKPOINT_LOCAL = "/opt/ml/checkpoints"
 TENSORBOARD_LOCAL = "/opt/ml/output/tensorboard"
-ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"}
+# RAY_AUTH_MODE: Ray 2.60's `ray start --head` turns token authentication on and keeps the token in the head
+# host's ~/.ray, which the other hosts of a job do not have: they could never join (seen with a two-host
+# --local job once each host had a home folder of its own, as each instance has). A SageMaker training job's network connects only its own
+# instances (launch.py sets no VpcConfig), so the job's Ray cluster runs without tokens.
+ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
 # Never in the source archive, besides what .gitignore lists.
 ALWAYS_SKIP = {".git", ".venv", "venv", "outputs", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache",
                "node_modules", ".ipynb_checkpoints", ".DS_Store", "*.pyc"}
@@ -85,6 +89,7 @@ class Plan:
     image_note: str = ""
     checkpoint_s3: str | None = None
     volume_gb: int = 30
+    tensorboard_config: bool = False
     archive: Path | None = None
     archive_files: list = field(default_factory=list)
 
@@ -142,7 +147,10 @@ def parse_args(argv):
     aws.add_argument("--checkpoint-s3", metavar="S3_URI",
                      help="checkpoint location (default: BUCKET/PREFIX/JOB/checkpoints); pass an earlier job's "
                           "to continue it")
-    aws.add_argument("--role", default=os.environ.get("SAGEMAKER_ROLE"),
+    aws.add_argument("--stack", metavar="NAME",
+                     help="the CloudFormation stack made from sagemaker/cloudformation.yaml: its BucketName and RoleArn "
+                          "outputs give --bucket and --role")
+    aws.add_argument("--role",
                      help="IAM role ARN SageMaker runs the job as (default: $SAGEMAKER_ROLE)")
     aws.add_argument("--job-name", help="training job name (default: EXPERIMENT-GAME-TIMESTAMP)")
     aws.add_argument("--image", help="training image URI (default: the AWS Deep Learning Container for the "
@@ -152,10 +160,15 @@ def parse_args(argv):
     cost.add_argument("--budget-usd", type=float, help="refuse to launch when the on-demand worst case (--max-run) costs more")
     cost.add_argument("--steps-per-second", type=float,
                       help="training throughput for the expected duration (default: the figure in sagemaker/prices.yaml)")
+    p.add_argument("--tensorboard-output-config", action="store_true",
+                   help="also ask SageMaker (TensorBoardOutputConfig, a Debugger-era field) to upload TensorBoard events to "
+                        "S3_PREFIX/JOB/tensorboard; without it they are in the checkpoint location, synced while the job runs")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's, Ray's and gym's start-up lines too")
     p.add_argument("--dry-run", action="store_true", help="print the plan and the full request; upload and call nothing")
     local = p.add_argument_group("local")
     local.add_argument("--local", action="store_true",
-                       help="run the job on this machine, as SageMaker would, without Docker (no AWS, no SDK)")
+                       help="run the job on this machine as SageMaker would: the SDK's own driver scripts, one /opt/ml "
+                            "per host (a private mount), no Docker and no AWS")
     local.add_argument("--job-dir", help="--local: the job directory, one /opt/ml per host "
                                          "(default outputs/sagemaker-local/JOB); launching again resumes")
     args = p.parse_args(argv)
@@ -272,16 +285,80 @@ def archive_path(experiment):
         return f"experiments/external/{path.name}"
 
 
+# The SDK's driver (sm_train.sh) runs its scripts/environment.py, which writes every hyperparameter as
+# `export SM_HP_<KEY>='<value>'` into sm_training.env and sources that under `set -e`: a key that is not a
+# shell name (a dot) or a value with a single quote (after the SDK's own JSON decoding) kills the job before
+# the entry point runs. Keys travel with `__` for each dot; values with a single quote as the same YAML
+# value re-written with \x27 (which JSON cannot decode, so the SDK leaves it alone). sm_entry.py reads
+# hyperparameters.json and undoes the key encoding; train.py's YAML reading undoes the value's.
+KEY_DOT = "__"
+OVERRIDE_KEY = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+
+
+def hyperparameter_key(key):
+    """`env_config.env_name` -> `env_config__env_name` (a shell name once the SDK prefixes SM_HP_).
+
+    Raises UserError for a key the encoding cannot carry."""
+    encoded = key.replace(".", KEY_DOT)
+    if not OVERRIDE_KEY.match(key) or encoded.replace(KEY_DOT, ".") != key:
+        raise UserError(f'--set {key}=...: a key SageMaker cannot pass through its driver script (hyperparameters '
+                        "become shell variables). Use letters, digits, _ and - between the dots, with no __ and no _ "
+                        "next to a dot, e.g. --set model.custom_model_config.depths=[16,32,32].")
+    return encoded
+
+
+def hyperparameter_value(key, value):
+    """A value that survives the SDK's `export SM_HP_KEY='value'`: one with a single quote is re-written."""
+    if "'" not in value:
+        return value
+    from utils.loader import parse_value
+
+    try:
+        text = json.dumps(parse_value(value), ensure_ascii=False)
+    except (TypeError, ValueError):
+        raise UserError(f"--set {key}={value}: a value with a single quote that is not plain YAML data. Write it "
+                        'with double quotes, e.g. --set \'name="my value"\'.') from None
+    return text.replace("'", "\\x27")
+
+
 def hyperparameters(experiment, overrides, rollout_episodes):
-    """What the job gets: the experiment, train.py's overrides (KEY: VALUE, the last one of a key wins)."""
+    """What the job gets: the experiment and train.py's overrides as SageMaker hyperparameters.
+
+    Returns {key: str}: `experiment`, `rollout_episodes`, then each override (the last one of a key wins) with
+    its key and value encoded for the SDK's driver script (hyperparameter_key, hyperparameter_value)."""
     hps = {"experiment": archive_path(experiment), "rollout_episodes": str(rollout_episodes)}
     for text in overrides:
         key, _, value = text.partition("=")
         if key in ("experiment", "rollout_episodes"):
             raise UserError(f'--set {key}=... names a launcher setting. Pass the experiment as the first argument and '
                             "--rollout-episodes N.")
-        hps[key] = value
+        hps[hyperparameter_key(key)] = hyperparameter_value(key, value)
     return hps
+
+
+def check_driver_environment(hps):
+    """Run the installed SDK's own scripts/environment.py on these hyperparameters and source what it writes
+    under `set -e`, as sm_train.sh does. Raises UserError naming the hyperparameters when the shell refuses."""
+    import subprocess
+
+    from sagemaker.train.constants import SM_DRIVERS_LOCAL_PATH
+
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); from scripts.environment import set_env; "
+            "set_env(json.loads(sys.argv[2]), json.loads(sys.argv[3]), json.loads(sys.argv[4]), output_file=sys.argv[5])")
+    resource = {"current_host": "algo-1", "current_instance_type": "ml.m5.xlarge", "hosts": ["algo-1"],
+                "network_interface_name": "eth0"}
+    with tempfile.TemporaryDirectory(prefix="procgen-sm-env-") as tmp:
+        env_file = Path(tmp) / "sm_training.env"
+        made = subprocess.run([sys.executable, "-c", code, SM_DRIVERS_LOCAL_PATH, json.dumps(resource),
+                               json.dumps({"code": {}, "sm_drivers": {}}), json.dumps(hps), str(env_file)],
+                              capture_output=True, text=True, env={**os.environ, "TRAINING_JOB_NAME": "check"})
+        if made.returncode != 0:
+            raise UserError(f"The SDK's driver could not write the job's environment: {made.stderr.strip().splitlines()[-1]}")
+        sourced = subprocess.run(["bash", "-c", 'set -e; source "$1"', "bash", str(env_file)], capture_output=True, text=True)
+    if sourced.returncode != 0:
+        shown = ", ".join(f"{k}={v}" for k, v in hps.items() if k not in ("experiment", "rollout_episodes"))
+        raise UserError(f"These hyperparameters would stop the job in the SDK's sm_train.sh ({sourced.stderr.strip()}): "
+                        f"{shown}. Remove the quote or character it names from --set.")
 
 
 def metric_definitions():
@@ -370,7 +447,7 @@ def import_sdk():
         else:
             found = f"sagemaker {version} is installed but does not import. "
         raise UserError(f"{found}Install it with: pip install -r requirements-dev.txt (or pip install '{SDK_PIN}'). "
-                        f"--local needs no SDK. ({type(e).__name__}: {e})") from None
+                        f"({type(e).__name__}: {e})") from None
     import sagemaker
 
     return sagemaker
@@ -404,30 +481,15 @@ def pinned_version(package):
     return None
 
 
-def _version_key(v):
-    return tuple(int(x) for x in re.findall(r"\d+", v))
-
-
 def default_image(exp, groups, region, prices):
-    """The AWS Deep Learning Container (training, py312) for the experiment's framework, CPU or GPU."""
-    from sagemaker.core import image_uris
+    """(URI, note): the AWS Deep Learning Container (training, py312) for the experiment's framework whose CUDA
+    and framework build run on every GPU of the job (sagemaker/images.py); UserError when none does."""
+    import images
 
-    torch = exp.config.get("framework", "torch") == "torch"
-    fw, package = ("pytorch", "torch") if torch else ("tensorflow", "tensorflow")
-    versions = [v for v in image_uris.list_versions(fw, "training")
-                if v.count(".") == 2 and "py312" in image_uris.list_py_versions(fw, v, "training")]
-    pinned = pinned_version(package)
-    fitting = [v for v in versions if pinned and _version_key(v) <= _version_key(pinned)]
-    version = max(fitting or versions, key=_version_key)
-    gpu_type = next((g.instance_type for g in groups if prices["instances"][g.instance_type]["gpus"]), None)
-    try:
-        uri = image_uris.retrieve(fw, region=region, version=version, py_version="py312",
-                                  instance_type=gpu_type or groups[0].instance_type, image_scope="training")
-    except ValueError as e:
-        raise UserError(f"No {fw} {version} training image for region {region}: {e}. Pass --image URI.") from None
-    note = (f"{fw} {version} ({'GPU' if gpu_type else 'CPU'}, py312) from the image; requirements.txt pins {package} "
-            f"{pinned}; the rest of requirements.txt is pip-installed when the job starts")
-    return uri, note
+    framework = exp.config.get("framework", "torch")
+    package = images.FRAMEWORKS.get(framework, (None, "torch"))[1]
+    instances = {g.instance_type: prices["instances"][g.instance_type] for g in groups}
+    return images.training_image(framework, pinned_version(package), instances, region)
 
 
 def preflight(plan):
@@ -441,7 +503,8 @@ def preflight(plan):
                         "AWS_SECRET_ACCESS_KEY, then launch again. (--dry-run and --local need none.)")
     if not plan.role:
         raise UserError("No IAM role for the job. Pass --role arn:aws:iam::ACCOUNT:role/NAME (a role SageMaker can assume, "
-                        "with access to the bucket), or set SAGEMAKER_ROLE.")
+                        "with access to the bucket), set SAGEMAKER_ROLE, or pass --stack NAME of a stack made from "
+                        "sagemaker/cloudformation.yaml.")
     try:
         account = session.client("sts").get_caller_identity()["Account"]
     except (ClientError, BotoCoreError) as e:
@@ -490,6 +553,11 @@ def make_plan(args):
     if args.job_name and not JOB_NAME.match(args.job_name):
         raise UserError(f'--job-name "{args.job_name}" is not a SageMaker job name: 1-63 letters, digits and hyphens, '
                         "starting with a letter or digit.")
+    if args.stack and (args.bucket or args.role):
+        raise UserError(f"--stack {args.stack} gives the bucket and the role (its outputs BucketName and RoleArn). "
+                        "Drop --bucket and --role, or drop --stack.")
+    if not args.stack and not args.role:
+        args.role = os.environ.get("SAGEMAKER_ROLE") or None
     if args.role and not ROLE_ARN.match(args.role):
         raise UserError(f'--role "{args.role}" is not an IAM role ARN. Use arn:aws:iam::ACCOUNT:role/NAME.')
     if args.rollout_episodes < 0:
@@ -511,10 +579,17 @@ def make_plan(args):
         hyperparameters=hyperparameters(args.experiment, overrides, args.rollout_episodes),
         metric_definitions=metric_definitions(), bucket=bucket, prefix=args.s3_prefix.strip("/"),
         role=args.role, checkpoint_s3=args.checkpoint_s3, volume_gb=args.volume_gb,
+        tensorboard_config=args.tensorboard_output_config,
     )
+    import_sdk()  # --local runs the SDK's own driver scripts, so it needs the SDK too
+    check_driver_environment(plan.hyperparameters)
     if not args.local:
-        import_sdk()
         plan.region = resolve_region(args)
+        if args.stack:
+            import stack
+
+            outputs = stack.stack_outputs(args.stack, region=plan.region)
+            plan.bucket, plan.role = outputs["bucket"], outputs["role"]
         if args.image:
             plan.image, plan.image_note = args.image, "given with --image; requirements.txt is pip-installed at start where missing"
         else:
@@ -613,8 +688,9 @@ def request(plan):
         "StoppingCondition": stopping,
         "EnableManagedSpotTraining": plan.spot,
         "CheckpointConfig": {"S3Uri": plan.checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL},
-        "TensorBoardOutputConfig": {"S3OutputPath": plan.tensorboard_uri, "LocalPath": TENSORBOARD_LOCAL},
-        "Environment": ENVIRONMENT,
+        **({"TensorBoardOutputConfig": {"S3OutputPath": plan.tensorboard_uri, "LocalPath": TENSORBOARD_LOCAL}}
+           if plan.tensorboard_config else {}),
+        "Environment": environment(plan),
     }
 
 
@@ -637,7 +713,10 @@ def print_plan(plan, args):
     print(f"code: {plan.code_uri}{bucket_note}")
     print(f"checkpoints: {plan.checkpoint_uri}  (= /opt/ml/checkpoints, train.py's run directory; a Spot restart resumes)")
     print(f"output: {plan.output_uri}/{plan.job_name}/output/model.tar.gz  (final checkpoint, config.yaml, summary.json, rollout.json)")
-    print(f"tensorboard: {plan.tensorboard_uri}  (result.json and TensorBoard events, uploaded while the job runs)")
+    print(f"tensorboard: {plan.checkpoint_uri}  (TensorBoard events and result.json beside the checkpoints, synced while "
+          f"the job runs: tensorboard --logdir {plan.checkpoint_uri})")
+    if plan.tensorboard_config:
+        print(f"tensorboard output config: {plan.tensorboard_uri}  (--tensorboard-output-config: a copy uploaded by SageMaker)")
     print(f"metrics: {', '.join(m['Name'] for m in plan.metric_definitions)}  (CloudWatch, from train.py's progress lines)")
     lines, _ = cost_lines(plan, args.steps_per_second)
     print("\n".join(lines))
@@ -671,9 +750,10 @@ def pinned_job_name(name):
         model_trainer._get_unique_name = original
 
 
-def submit(plan, wait):
+def model_trainer(plan, local_root=None):
+    """The SDK's ModelTrainer for this plan: a SageMaker job, or with local_root (a directory) the same job in
+    the SDK's LOCAL_CONTAINER mode, whose request and driver scripts `--local` runs (sm_local.py)."""
     import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
     from sagemaker.core.helper.session_helper import Session
     from sagemaker.core.training.configs import (
         CheckpointConfig,
@@ -685,7 +765,7 @@ def submit(plan, wait):
         StoppingCondition,
         TensorBoardOutputConfig,
     )
-    from sagemaker.train.model_trainer import ModelTrainer
+    from sagemaker.train.model_trainer import Mode, ModelTrainer
 
     if plan.groups[0].name is None:
         compute = Compute(instance_type=plan.groups[0].instance_type, instance_count=plan.groups[0].count,
@@ -696,20 +776,54 @@ def submit(plan, wait):
                           volume_size_in_gb=plan.volume_gb, enable_managed_spot_training=plan.spot)
     stopping = StoppingCondition(max_runtime_in_seconds=plan.max_run_s,
                                  **({"max_wait_time_in_seconds": plan.max_wait_s} if plan.spot else {}))
-    try:
+    if local_root is None:
         session = Session(boto_session=boto3.Session(region_name=plan.region), default_bucket=plan.bucket,
                           sagemaker_config=sdk_config())
-        trainer = ModelTrainer(
-            sagemaker_session=session, role=plan.role, training_image=plan.image, base_job_name=plan.job_name,
-            input_s3_key_prefix=plan.prefix, compute=compute, stopping_condition=stopping,
-            source_code=SourceCode(source_dir=str(plan.archive), command=COMMAND),
-            checkpoint_config=CheckpointConfig(s3_uri=plan.checkpoint_uri, local_path=CHECKPOINT_LOCAL),
-            output_data_config=OutputDataConfig(s3_output_path=plan.output_uri),
-            hyperparameters=plan.hyperparameters, environment=dict(ENVIRONMENT),
-        )
+        where = {"sagemaker_session": session, "role": plan.role}
+    else:
+        where = {"training_mode": Mode.LOCAL_CONTAINER, "local_container_root": str(local_root)}
+    trainer = ModelTrainer(
+        **where, training_image=plan.image or "local", base_job_name=plan.job_name,
+        input_s3_key_prefix=plan.prefix, compute=compute, stopping_condition=stopping,
+        source_code=SourceCode(source_dir=str(plan.archive), command=COMMAND),
+        checkpoint_config=CheckpointConfig(s3_uri=plan.checkpoint_uri, local_path=CHECKPOINT_LOCAL),
+        output_data_config=OutputDataConfig(s3_output_path=plan.output_uri),
+        hyperparameters=plan.hyperparameters, environment=environment(plan),
+    )
+    if plan.tensorboard_config:
         trainer = trainer.with_tensorboard_output_config(
             TensorBoardOutputConfig(s3_output_path=plan.tensorboard_uri, local_path=TENSORBOARD_LOCAL))
-        trainer = trainer.with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in plan.metric_definitions])
+    return trainer.with_metric_definitions([MetricDefinition(name=m["Name"], regex=m["Regex"]) for m in plan.metric_definitions])
+
+
+def environment(plan):
+    """The container's environment variables (the request's Environment)."""
+    env = dict(ENVIRONMENT)
+    if plan.tensorboard_config:
+        env["PROCGEN_SM_TENSORBOARD"] = TENSORBOARD_LOCAL  # sm_entry.py: train.py --log-dir there too
+    return env
+
+
+def local_request(plan, job_dir):
+    """(trainer, request): the CreateTrainingJob request the installed SDK builds for this job in LOCAL_CONTAINER
+    mode, with its sm_drivers channel (sm_train.sh, scripts/environment.py, ...) generated in a folder under
+    job_dir that lives as long as the trainer. Nothing is uploaded and no AWS call is made."""
+    import sagemaker.train.model_trainer as sdk
+
+    Path(job_dir).mkdir(parents=True, exist_ok=True)
+    trainer = model_trainer(plan, local_root=job_dir)
+    with pinned_job_name(plan.job_name):
+        # The request as train() would build it (a private method of the pinned SDK: tests/test_sagemaker.py
+        # checks its driver files and request against a real job created through the SDK on moto).
+        request = sdk.ModelTrainer._create_training_job_args(trainer, boto3=True)
+    return trainer, request
+
+
+def submit(plan, wait):
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        trainer = model_trainer(plan)
         with pinned_job_name(plan.job_name):
             trainer.train(wait=wait, logs=wait)
     except ClientError as e:
@@ -725,10 +839,51 @@ def submit(plan, wait):
 # --------------------------------------------------------------------------- main
 
 
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        plan = make_plan(args)
+class Job:
+    """One training job for an experiment, as `launch.py` starts it: the Python API (notebooks, scripts).
+
+        job = Job("experiments/impala-baseline.yaml", "--env-name", "bigfish", "--local")
+        job.show()         # the plan and the cost table; nothing uploaded yet
+        code = job.start()  # SageMaker: submits (0); --local: runs the job here (its exit code)
+
+    `options` are launch.py's command-line options, as strings. The experiment YAML stays the one source of
+    the configuration. Raises UserError (one line: the value, what is allowed, the fix) on bad input, before
+    anything is uploaded; an unknown option exits as argparse does.
+
+    Attributes: plan (Plan), args (the parsed options), job_dir (--local: the job's folder, one /opt/ml per
+    host), model_dir (--local: the head host's /opt/ml/model after the job), model_uri (S3: model.tar.gz).
+    """
+
+    def __init__(self, experiment, *options):
+        self.args = parse_args([str(experiment), *(str(o) for o in options)])
+        self.plan = make_plan(self.args)
+        self.job_dir = None
+        if self.args.local:
+            self.job_dir = Path(self.args.job_dir or ROOT / "outputs" / "sagemaker-local" / self.plan.job_name).resolve()
+        self._shown = False
+
+    @property
+    def model_uri(self):
+        return f"{self.plan.output_uri}/{self.plan.job_name}/output/model.tar.gz"
+
+    @property
+    def model_dir(self):
+        if self.job_dir is None:
+            return None
+        import sm_local
+
+        return self.job_dir / sm_local.layout(self._resource_request())[1] / "model"
+
+    def _resource_request(self):
+        g = self.plan.groups
+        if g[0].name is None:
+            return {"ResourceConfig": {"InstanceType": g[0].instance_type, "InstanceCount": g[0].count}}
+        return {"ResourceConfig": {"InstanceGroups": [{"InstanceGroupName": x.name, "InstanceType": x.instance_type,
+                                                       "InstanceCount": x.count} for x in g]}}
+
+    def show(self):
+        """Print the plan and the cost table; check credentials, role, bucket and --budget-usd (UserError)."""
+        args, plan = self.args, self.plan
         if not args.local and not args.dry_run:
             preflight(plan)
         print_plan(plan, args)
@@ -741,6 +896,15 @@ def main(argv=None):
                                 f"({per_hour:.3f} $/h x {plan.max_run_s / 3600:g} h of --max-run). Lower --max-run "
                                 f"(at most {fits:.1f}h fits), choose cheaper instances, or raise --budget-usd.")
             print(f"budget: worst case ${worst:,.2f} <= --budget-usd {args.budget_usd:g}")
+        self._shown = True
+
+    def start(self):
+        """Build the source archive and submit the job (--local: run it here; --dry-run: print the request).
+
+        Returns 0, or a --local job's exit code (128+N after signal N). Shows the plan first if show() was not called."""
+        if not self._shown:
+            self.show()
+        args, plan = self.args, self.plan
         with tempfile.TemporaryDirectory(prefix="procgen-sm-") as tmp:
             plan.archive, plan.archive_files = build_archive(args.experiment, tmp)
             size = plan.archive.stat().st_size / 1e3
@@ -749,13 +913,28 @@ def main(argv=None):
             if args.local:
                 import sm_local
 
-                return sm_local.run(plan, job_dir=args.job_dir)
+                sm_local.check_host()
+                trainer, job_request = local_request(plan, self.job_dir)
+                return sm_local.run(plan, job_request, self.job_dir, keep=trainer)
             if args.dry_run:
                 print("request (CreateTrainingJob, as ModelTrainer sends it; --dry-run: nothing uploaded, nothing called):")
                 print(json.dumps(request(plan), indent=2))
                 return 0
             submit(plan, args.wait)
             return 0
+
+
+def main(argv=None):
+    command = argv is None
+    argv = sys.argv[1:] if command else [str(a) for a in argv]
+    if command:  # as a command (not called from a test): TF/gym start-up noise filtered
+        from utils import quiet
+
+        quiet.install(verbose="--verbose" in argv)
+    try:
+        job = Job(*argv)
+        job.show()
+        return job.start()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -39,7 +39,9 @@ CONFIG_DIR = Path(os.environ.get("SM_INPUT_CONFIG_DIR", str(ML / "input" / "conf
 MODEL = ML / "model"
 CHECKPOINTS = ML / "checkpoints"
 OUTPUT = ML / "output"
-TENSORBOARD = OUTPUT / "tensorboard"
+# TensorBoard events and result.json go beside the checkpoints, which SageMaker syncs to S3 while the job runs;
+# with launch.py --tensorboard-output-config they go to TensorBoardOutputConfig's local path instead.
+TENSORBOARD = os.environ.get("PROCGEN_SM_TENSORBOARD")
 RAY_PORT = int(os.environ.get("PROCGEN_SM_RAY_PORT", "6379"))
 JOIN_TIMEOUT_S = float(os.environ.get("PROCGEN_SM_JOIN_TIMEOUT", "900"))
 LEARNER_GROUP = "learner"
@@ -84,7 +86,9 @@ def read_json(path, default=None):
 
 def split_hyperparameters(hps):
     """hyperparameters.json -> (experiment, rollout episodes, train.py overrides in a stable order)."""
-    hps = {k: _unquote(v) for k, v in hps.items()}
+    # launch.py sends each override key with `__` for its dots (the SDK's driver exports hyperparameters as
+    # shell variables, which cannot hold a dot); a key sent with dots, as a hand-made job may, is read as it is.
+    hps = {k.replace("__", "."): str(v) for k, v in hps.items()}
     experiment = hps.pop("experiment", None)
     if not experiment:
         raise JobError("hyperparameter `experiment` is missing. Launch with: python sagemaker/launch.py EXPERIMENT.yaml")
@@ -92,17 +96,6 @@ def split_hyperparameters(hps):
     # Parents before children (model=... before model.custom_model=...), as a user would write them.
     keys = sorted(hps, key=lambda k: (k.count("."), k))
     return experiment, episodes, [f"{k}={hps[k]}" for k in keys]
-
-
-def _unquote(value):
-    """SageMaker SDK v2 JSON-quoted string hyperparameters; v3 passes them as they are."""
-    value = str(value)
-    if len(value) >= 2 and value[0] == value[-1] == '"':
-        try:
-            return str(json.loads(value))
-        except ValueError:
-            pass
-    return value
 
 
 def _host_key(host):
@@ -142,7 +135,9 @@ def host_address(host):
 
 
 def host_resources():
-    cpus = int(os.environ.get("SM_NUM_CPUS") or len(os.sched_getaffinity(0)))
+    """(CPUs, GPUs) of this host. SM_NUM_CPUS (the SDK's environment.py) counts the machine's CPUs; the CPUs this
+    process may run on can be fewer (a container's cpuset; a `--local` host's share of the cores)."""
+    cpus = min(int(os.environ.get("SM_NUM_CPUS") or 10**6), len(os.sched_getaffinity(0)))
     gpus = os.environ.get("SM_NUM_GPUS")
     if gpus is None:
         gpus = len([p for p in Path("/dev").glob("nvidia[0-9]*")])
@@ -352,12 +347,12 @@ def run_worker(head, head_addr, my_addr, cpus, gpus):
 # --------------------------------------------------------------------------- training and artifacts
 
 
-def run(cmd):
+def run(cmd, env=None):
     """Run a child with signals passed on to it; returns its exit code."""
     print("+ " + " ".join(str(c) for c in cmd), flush=True)
     # A session of its own: a signal to this process group then reaches the child once, passed on by
     # _on_signal; a second one would make train.py exit without its checkpoint.
-    State.child = subprocess.Popen([str(c) for c in cmd], cwd=CODE, start_new_session=True)
+    State.child = subprocess.Popen([str(c) for c in cmd], cwd=CODE, start_new_session=True, env=env)
     if State.signal:
         State.child.send_signal(State.signal)
     rc = State.child.wait()
@@ -381,12 +376,54 @@ def collect_model(episodes):
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(newest, target)
     if episodes > 0 and not State.signal:
-        rc = run([sys.executable, "rollout.py", target, "--episodes", episodes, "--json", MODEL / "rollout.json"])
+        # A Ray instance of its own, not the job's cluster (whose head may still be up on this host).
+        rc = run([sys.executable, "rollout.py", target, "--episodes", episodes, "--json", MODEL / "rollout.json"],
+                 env={**os.environ, "RAY_ADDRESS": "local"})
         if rc != 0:
             # The model is good without it: keep the job's result, say what went wrong.
             (MODEL / "rollout-error.txt").write_text(f"rollout.py exited {rc}; see the job log.\n")
             log(f"warning: rollout.py exited {rc}; the model is saved without rollout.json")
     log(f"model: {MODEL}: {', '.join(sorted(p.name for p in MODEL.iterdir()))}")
+
+
+def share_model(address):
+    """Copy /opt/ml/model to every other host of the Ray cluster (one Ray task pinned to each node), so the
+    model SageMaker uploads holds the final checkpoint whichever host ran the head and the learner."""
+    import io
+    import logging
+    import tarfile
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for item in sorted(MODEL.iterdir()):
+            tar.add(item, arcname=item.name)
+    data = buffer.getvalue()
+
+    @ray.remote(num_cpus=0)
+    def unpack(blob):
+        target = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+        target.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+            tar.extractall(target, filter="data")
+        return os.environ.get("SM_CURRENT_HOST", socket.gethostname())
+
+    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    signal.signal(signal.SIGTERM, _on_signal)  # ray.init installs its own
+    try:
+        me = ray.get_runtime_context().get_node_id()
+        others = [n["NodeID"] for n in ray.nodes() if n.get("Alive") and n["NodeID"] != me]
+        blob = ray.put(data)
+        hosts = ray.get([unpack.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote(blob)
+                         for node in others], timeout=300)
+        log(f"model: copied to {', '.join(sorted(hosts))} ({len(data) / 1e6:.1f} MB), so SageMaker's upload has it "
+            "whichever host it takes")
+    except Exception as e:  # noqa: BLE001  (the head's own model is complete; say what the others lack)
+        log(f"warning: the model could not be copied to the other hosts ({type(e).__name__}: {e}); it is on this host only")
+    finally:
+        ray.shutdown()
 
 
 def fail(message):
@@ -425,7 +462,7 @@ def main():
         if len(hosts) > 1 and role == "worker":
             return run_worker(head, host_address(head), host_address(current), cpus, gpus)
 
-        train_args = ["--run-dir", CHECKPOINTS, "--log-dir", TENSORBOARD, "--progress-bar", "off"]
+        train_args = ["--run-dir", CHECKPOINTS, "--progress-bar", "off", *(["--log-dir", TENSORBOARD] if TENSORBOARD else [])]
         total_cpus, total_gpus, head_gpus = cpus, gpus, gpus
         if len(hosts) > 1:
             addr = host_address(current)
@@ -453,18 +490,18 @@ def main():
         describe_resources(exp, derived, total_cpus, total_gpus, hosts)
         rc = run([sys.executable, "train.py", "-f", experiment, *overrides, *derived, *train_args,
                   "--num-cpus", total_cpus, "--num-gpus", total_gpus])
-        stop_process(ray_proc)
-        ray_proc = None
-        if State.signal or rc in (128 + signal.SIGTERM, 128 + signal.SIGINT):
-            signum = State.signal or rc - 128
-            log(f"stopped by {signal.Signals(signum).name}: the newest checkpoint is in {CHECKPOINTS}; "
-                "a restarted Spot job resumes from it")
-            collect_model(0)  # stopped for good (--max-run, StopTrainingJob): SageMaker still uploads the model
-            return 128 + signum
-        if rc != 0:
+        stopped = State.signal or (rc - 128 if rc in (128 + signal.SIGTERM, 128 + signal.SIGINT) else None)
+        if rc != 0 and not stopped:
             fail(f"train.py exited {rc}; see the log above.")
             return rc
-        collect_model(episodes)
+        # Stopped for good (--max-run, StopTrainingJob): SageMaker still uploads the model, without a rollout.
+        collect_model(0 if stopped else episodes)
+        if ray_proc is not None:
+            share_model(f"{host_address(current)}:{RAY_PORT}")  # the head need not be algo-1
+        if stopped:
+            log(f"stopped by {signal.Signals(stopped).name}: the newest checkpoint is in {CHECKPOINTS}; "
+                "a restarted Spot job resumes from it")
+            return 128 + stopped
         return 0
     except JobError as e:
         return fail(str(e))

@@ -1,9 +1,11 @@
 """Shared test setup: Ray and outputs go to temporary directories, never /tmp/ray or ~/ray_results."""
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import utils  # noqa: F401, I001  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
@@ -53,3 +55,35 @@ def write_yaml(tmp_path):
         return path
 
     return write
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_moto(env=None):
+    """A moto server (the stand-in for AWS, which cannot be reached from here) on 127.0.0.1.
+
+    Returns (process, endpoint URL) once it accepts connections; no deadline: pytest-timeout's ceiling is the
+    guard against a server that never comes up. Stop it with stop_moto(process)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            assert proc.poll() is None, f"moto server exited with {proc.returncode}"
+            time.sleep(0.2)
+
+
+def stop_moto(proc):
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

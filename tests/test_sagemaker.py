@@ -6,26 +6,27 @@ What is real and what is not:
   it stores CreateTrainingJob as sent and marks the job Completed at once without running a container.
   Its DescribeTrainingJob answer replaces MetricDefinitions and leaves out Environment, so those two are
   read from the request itself (moto's request recorder).
-- The container side runs for real in --local jobs: the same entry point (sagemaker/sm_entry.py), the same
-  /opt/ml layout and SM_* variables, real train.py/rollout.py on procgen, a real 2-node Ray cluster.
-  Only Docker and the Deep Learning Container image are left out (this machine's Python runs the code).
+- The container side runs for real in --local jobs: the installed SDK builds the job (its request and the
+  sm_drivers channel it uploads: sm_train.sh, scripts/environment.py), each host runs the SDK's unmodified
+  sm_train.sh with its own /opt/ml (a private mount namespace), which sources the SDK's sm_training.env and
+  starts sagemaker/sm_entry.py: real train.py/rollout.py on procgen, a real 2-node Ray cluster. Only Docker,
+  S3 and the Deep Learning Container image are left out (this machine's Python runs the code).
 """
 
 import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
-import time
+import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, run_script
+from tests.conftest import ROOT, free_port, run_script, start_moto, stop_moto
 
 sys.path.insert(0, str(ROOT / "sagemaker"))
 import launch  # noqa: E402
@@ -40,31 +41,14 @@ BUCKET = "procgen-test-bucket"
 # --------------------------------------------------------------------------- a local AWS endpoint
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     """A moto server on 127.0.0.1 with a bucket, and the environment that points AWS clients at it."""
     tmp = tmp_path_factory.mktemp("moto")
-    port = _free_port()
     recording = tmp / "recording.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env={**os.environ, "MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(recording)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None, "moto server did not start"
-            time.sleep(0.2)
+    proc, endpoint = start_moto({"MOTO_ENABLE_RECORDING": "1", "MOTO_RECORDER_FILEPATH": str(recording)})
     env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": "us-east-1",
@@ -80,8 +64,7 @@ def moto(tmp_path_factory):
     s3.create_bucket(Bucket=BUCKET)
     yield {"env": env, "s3": s3, "sm": session.client("sagemaker", endpoint_url=env["AWS_ENDPOINT_URL"]),
            "recording": recording}
-    proc.terminate()
-    proc.wait(timeout=30)
+    stop_moto(proc)
 
 
 @pytest.fixture
@@ -139,7 +122,7 @@ def test_repo_folder_does_not_shadow_the_sdk():
 
 def test_missing_sdk_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "sagemaker.train.model_trainer", None)  # as if the SDK (v3) were not there
-    with pytest.raises(launch.UserError, match=r"pip install -r requirements-dev.txt .*--local needs no SDK"):
+    with pytest.raises(launch.UserError, match=r"pip install -r requirements-dev.txt"):
         launch.import_sdk()
 
 
@@ -202,7 +185,7 @@ def test_cluster_layout_and_derived_resources():
 
 def test_dry_run_prints_plan_cost_and_request_and_calls_nothing(tmp_path):
     """As a user runs it, with no credentials and an endpoint nobody listens on: nothing may be called."""
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{_free_port()}", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
            "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
            "AWS_EC2_METADATA_DISABLED": "true"}
     proc = run_script("sagemaker/launch.py", "experiments/impala-baseline.yaml", "--dry-run", "--region", "us-east-1",
@@ -215,7 +198,8 @@ def test_dry_run_prints_plan_cost_and_request_and_calls_nothing(tmp_path):
     assert "code: s3://my-bucket/procgen/ppo-coinrun-1/input/code/sourcedir.tar.gz" in out
     assert "checkpoints: s3://my-bucket/procgen/ppo-coinrun-1/checkpoints" in out
     assert "output: s3://my-bucket/procgen/ppo-coinrun-1/output/model.tar.gz" in out
-    assert "tensorboard: s3://my-bucket/procgen/ppo-coinrun-1/tensorboard" in out
+    assert ("tensorboard: s3://my-bucket/procgen/ppo-coinrun-1/checkpoints  (TensorBoard events and result.json beside "
+            "the checkpoints") in out
     # Cost: the dated table's figures x count x hours, Spot beside on-demand.
     assert "as of 2020-08" in out
     assert "  learner: ml.p3.2xlarge       1     8    1          4.284     1.285" in out
@@ -229,13 +213,15 @@ def test_dry_run_prints_plan_cost_and_request_and_calls_nothing(tmp_path):
     request = dry_run_request(out)
     assert request["TrainingJobName"] == "ppo-coinrun-1"
     assert request["AlgorithmSpecification"]["TrainingImage"].endswith("/tensorflow-training:2.21.0-gpu-py312")
+    assert "TensorBoardOutputConfig" not in request, "opt-in: --tensorboard-output-config"
+    assert request["Environment"]["RAY_AUTH_MODE"] == "disabled"
     assert request["ResourceConfig"]["InstanceGroups"] == [
         {"InstanceType": "ml.p3.2xlarge", "InstanceCount": 1, "InstanceGroupName": "learner"},
         {"InstanceType": "ml.c5.4xlarge", "InstanceCount": 2, "InstanceGroupName": "actors"}]
     assert request["EnableManagedSpotTraining"] is True
     assert request["StoppingCondition"] == {"MaxRuntimeInSeconds": 36000, "MaxWaitTimeInSeconds": 72000}
     assert request["HyperParameters"] == {"experiment": "experiments/impala-baseline.yaml", "rollout_episodes": "5",
-                                          "lr": "0.0003", "env_config.env_name": "bigfish"}
+                                          "lr": "0.0003", "env_config__env_name": "bigfish"}
     assert "nothing uploaded, nothing called" in out
 
 
@@ -291,10 +277,10 @@ def check_job(aws, name, dry):
     job = aws["sm"].describe_training_job(TrainingJobName=name)
     for key in ("HyperParameters", "ResourceConfig", "StoppingCondition", "EnableManagedSpotTraining", "CheckpointConfig",
                 "OutputDataConfig", "TensorBoardOutputConfig", "InputDataConfig", "RoleArn"):
-        got = job[key]
+        got = job.get(key)
         if key == "OutputDataConfig":
             got = {k: v for k, v in got.items() if k != "CompressionType"}  # moto adds the service default
-        assert got == dry[key], key
+        assert got == dry.get(key), key
     for key in ("TrainingImage", "ContainerEntrypoint", "ContainerArguments"):
         assert job["AlgorithmSpecification"][key] == dry["AlgorithmSpecification"][key]
     sent = [r for r in requests_sent(aws, "SageMaker.CreateTrainingJob") if r["TrainingJobName"] == name]
@@ -329,7 +315,19 @@ def test_single_instance_spot_job(aws, tmp_path):
     assert job["ResourceConfig"] == {"InstanceType": "ml.g4dn.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30}
     assert job["AlgorithmSpecification"]["TrainingImage"] == \
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.9.0-gpu-py312"
-    assert job["HyperParameters"] == {"experiment": STARTER, "rollout_episodes": "5", "stop.timesteps_total": "50000"}
+    assert job["HyperParameters"] == {"experiment": STARTER, "rollout_episodes": "5", "stop__timesteps_total": "50000"}
+    # The driver the job runs is the one --local runs: the SDK's sm_train.sh for this job, from the sm_drivers channel.
+    drivers = job["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"]
+    bucket, prefix = drivers.removeprefix("s3://").split("/", 1)
+    uploaded = aws["s3"].get_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/sm_train.sh")["Body"].read().decode()
+    assert "source /opt/ml/input/sm_training.env" in uploaded and "exec python3 sagemaker/sm_entry.py" in uploaded
+    plan = launch.make_plan(launch.parse_args(args[1:] + ["--local"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        plan.archive, _ = launch.build_archive(STARTER, tmp)
+        trainer, request = launch.local_request(plan, Path(tmp) / "job")
+        local = Path(request["InputDataConfig"][1]["DataSource"]["FileSystemDataSource"]["DirectoryPath"]) / "sm_train.sh"
+        assert local.read_text() == uploaded
+        assert request["AlgorithmSpecification"]["ContainerArguments"] == job["AlgorithmSpecification"]["ContainerArguments"]
 
 
 def test_homogeneous_two_instance_on_demand_job(aws, capsys):
@@ -341,7 +339,7 @@ def test_homogeneous_two_instance_on_demand_job(aws, capsys):
     job = check_job(aws, "starter-2x-1", dry_run_request(dry_out))
     assert job["ResourceConfig"] == {"InstanceType": "ml.c5.4xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30}
     assert job["EnableManagedSpotTraining"] is False and "MaxWaitTimeInSeconds" not in job["StoppingCondition"]
-    assert job["HyperParameters"]["env_config.env_name"] == "bigfish" and job["HyperParameters"]["lr"] == "0.0003"
+    assert job["HyperParameters"]["env_config__env_name"] == "bigfish" and job["HyperParameters"]["lr"] == "0.0003"
     assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/pytorch-training:2.9.0-cpu-py312")
 
 
@@ -357,7 +355,8 @@ def test_heterogeneous_gpu_learner_and_cpu_actors_job(aws, capsys):
         {"InstanceType": "ml.p3.2xlarge", "InstanceCount": 1, "InstanceGroupName": "learner"},
         {"InstanceType": "ml.c5.4xlarge", "InstanceCount": 2, "InstanceGroupName": "actors"}]
     assert job["EnableManagedSpotTraining"] is True and job["StoppingCondition"]["MaxWaitTimeInSeconds"] == 21600
-    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/pytorch-training:2.9.0-gpu-py312")
+    # ml.p3 is a V100 (compute capability 7.0): PyTorch 2.9's image is CUDA 13, which needs 7.5 (sagemaker/images.py).
+    assert job["AlgorithmSpecification"]["TrainingImage"].endswith("/pytorch-training:2.8.0-gpu-py312")
 
 
 # --------------------------------------------------------------------------- --local jobs: the container side, for real
@@ -383,7 +382,9 @@ def test_local_job_resumes_after_sigterm_and_leaves_model_artifacts(tmp_path):
     (That train.py itself saves a checkpoint on SIGTERM is tested in test_train_e2e; here the job resumes from the
     newest checkpoint in /opt/ml/checkpoints, whichever it is.)"""
     job_dir = tmp_path / "job"
-    cmd = local_cmd(job_dir, "--set", "stop.timesteps_total=3072", "--set", "checkpoint_freq=1")
+    # Dotted overrides and a YAML single-quoted value: what the SDK's sm_training.env could not hold as they are.
+    cmd = local_cmd(job_dir, "--set", "stop.timesteps_total=3072", "--set", "checkpoint_freq=1", "--env-name", "bigfish",
+                    "--set", "env_config.distribution_mode='easy'")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -394,8 +395,14 @@ def test_local_job_resumes_after_sigterm_and_leaves_model_artifacts(tmp_path):
             break
     lines += first.stdout.readlines()
     out1 = "".join(lines)
-    assert first.wait(timeout=300) == 128 + signal.SIGTERM, out1[-4000:]
-    assert "local: SIGTERM received: passing SIGTERM to each host's entry point" in out1
+    assert first.wait() == 128 + signal.SIGTERM, out1[-4000:]
+    # The SDK's own start-up ran: its sm_train.sh sourced its sm_training.env (SM_HP_* for every hyperparameter)
+    # and executed the entry point, which passed the overrides on to train.py with their dots and quote.
+    assert "local: the SDK's start-up: /bin/bash -c chmod +x /opt/ml/input/data/sm_drivers/sm_train.sh" in out1
+    assert "Starting training script" in out1 and "Executing command: exec python3 sagemaker/sm_entry.py" in out1
+    assert "SM_HP_ENV_CONFIG__ENV_NAME=bigfish" in out1
+    assert "override: config.env_config.env_name=bigfish" in out1 and 'override: config.env_config.distribution_mode="easy"' in out1
+    assert "local: SIGTERM received: passing SIGTERM to each host, as SageMaker does" in out1
     assert "sagemaker: stopped by SIGTERM" in out1 and "local: stopped by SIGTERM. Launch the same command again" in out1
     newest = sorted((job_dir / "algo-1" / "checkpoints" / "checkpoints").glob("checkpoint_*"))[-1]
     saved = [r for r in progress(out1) if r["training_iteration"] == int(newest.name.split("_")[1])][0]
@@ -403,7 +410,10 @@ def test_local_job_resumes_after_sigterm_and_leaves_model_artifacts(tmp_path):
     host = job_dir / "algo-1"
     hps = json.loads((host / "input" / "config" / "hyperparameters.json").read_text())
     assert hps == {"experiment": STARTER, "rollout_episodes": "1", "train_batch_size": "1024", "minibatch_size": "256",
-                   "num_envs_per_env_runner": "8", "stop.timesteps_total": "3072", "checkpoint_freq": "1"}
+                   "num_envs_per_env_runner": "8", "stop__timesteps_total": "3072", "checkpoint_freq": "1",
+                   "env_config__distribution_mode": '"easy"', "env_config__env_name": "bigfish"}
+    assert (host / "input" / "data" / "sm_drivers" / "scripts" / "environment.py").is_file()
+    assert (host / "input" / "sm_training.env").is_file(), "written by the SDK's environment.py inside the host's /opt/ml"
     rc_json = json.loads((host / "input" / "config" / "resourceconfig.json").read_text())
     assert rc_json["current_host"] == "algo-1" and rc_json["hosts"] == ["algo-1"]
     # Stopped for good (--max-run, StopTrainingJob), SageMaker still uploads /opt/ml/model: the saved checkpoint, no rollout.
@@ -412,9 +422,9 @@ def test_local_job_resumes_after_sigterm_and_leaves_model_artifacts(tmp_path):
     second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     out2 = second.stdout
     assert second.returncode == 0, out2[-4000:] + second.stderr[-3000:]
-    assert "train.py -f experiments/procgen-starter-example.yaml" in out2 and f"--run-dir {host / 'checkpoints'}" in out2
+    assert "train.py -f experiments/procgen-starter-example.yaml" in out2 and "--run-dir /opt/ml/checkpoints" in out2
     resumed = [line for line in out2.splitlines() if line.startswith("resumed: ")]
-    assert resumed and resumed[0].startswith(f"resumed: {newest} (training_iteration {int(saved['training_iteration'])}, "
+    assert resumed and resumed[0].startswith(f"resumed: /opt/ml/checkpoints/checkpoints/{newest.name} (training_iteration {int(saved['training_iteration'])}, "
                                              f"timesteps_total {int(saved['timesteps_total'])})")
     rows = progress(out2)
     assert rows[0]["training_iteration"] == saved["training_iteration"] + 1
@@ -428,33 +438,86 @@ def test_local_job_resumes_after_sigterm_and_leaves_model_artifacts(tmp_path):
     assert summary["stopped_by"] == "timesteps_total" and summary["timesteps_total"] >= 3072
     assert "timesteps_total: 3072" in (model / "config.yaml").read_text()
     rollout = json.loads((model / "rollout.json").read_text())
-    assert rollout["episodes"] == 1 and rollout["env_name"] == "coinrun"
-    tensorboard = host / "output" / "tensorboard"
+    assert rollout["episodes"] == 1 and rollout["env_name"] == "bigfish"
+    # TensorBoard events and result.json beside the checkpoints: SageMaker syncs that folder to S3 while the job runs.
+    tensorboard = host / "checkpoints"
     assert list(tensorboard.glob("events.out.tfevents.*")) and (tensorboard / "result.json").is_file()
 
 
 def test_local_two_hosts_form_one_ray_cluster(tmp_path):
-    """Two hosts, one Ray cluster; with the SDK made unimportable: neither --local nor the job needs it."""
+    """A learner group and an actors group, the learner second: its host (algo-2) runs the Ray head and train.py,
+    and the model reaches algo-1 too, whichever host's /opt/ml/model SageMaker uploads."""
+    job_dir = tmp_path / "job"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # as a user runs it (conftest sets it)
+    proc = subprocess.run(local_cmd(job_dir, "--instance-groups", "actors=local:1,learner=local:1", "--set",
+                                    "stop.timesteps_total=1024"), cwd=ROOT, env={**env, "PYTHONUNBUFFERED": "1"},
+                          capture_output=True, text=True)
+    out = proc.stdout
+    assert proc.returncode == 0, out[-4000:] + proc.stderr[-3000:]
+    # Each host got its own /opt/ml and a core of its own; the head kept its CPU for the driver, so the env runner
+    # ran on algo-1.
+    assert "algo-1 (actors, local, core 0), algo-2 (learner, local, core 1, Ray head)" in out
+    assert "algo-1 | Executing command: exec python3 sagemaker/sm_entry.py" in out
+    assert "algo-2 | sagemaker: Ray head on algo-2" in out
+    assert "algo-1 | sagemaker: joined the Ray head on algo-2 with 1 CPUs" in out
+    assert "algo-2 | sagemaker: Ray cluster: 2 nodes, CPUs for env runners 0+1" in out
+    assert "--ray-address 127.0.0.1:" in out and "--num-cpus 2" in out
+    assert progress(out)[-1]["timesteps_total"] >= 1024
+    assert "algo-2 | sagemaker: model: copied to algo-1" in out
+    assert "algo-1 | sagemaker: the Ray head has stopped: training is over, this host is done" in out
+    assert "local: algo-1 exited 0, algo-2 exited 0" in out
+    rc = json.loads((job_dir / "algo-1" / "input" / "config" / "resourceconfig.json").read_text())
+    assert rc["current_host"] == "algo-1" and rc["hosts"] == ["algo-1", "algo-2"] and rc["current_group_name"] == "actors"
+    for host in ("algo-1", "algo-2"):
+        model = job_dir / host / "model"
+        assert (model / "summary.json").is_file() and (model / "rollout.json").is_file(), host
+        assert list((model / "checkpoints").glob("checkpoint_*/rllib_checkpoint.json")), host
+    assert not list((job_dir / "algo-1" / "checkpoints").glob("checkpoints/*")), "only the head trains"
+
+
+def test_entry_point_needs_no_sdk(tmp_path):
+    """The job's side imports no SageMaker SDK: the Deep Learning Container need not have it."""
     blocker = tmp_path / "no-sdk" / "sagemaker"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text('raise ImportError("the SageMaker SDK is blocked in this test")\n')
-    job_dir = tmp_path / "job"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(blocker.parent)}
-    proc = subprocess.run(local_cmd(job_dir, "--instance-count", "2", "--set", "stop.timesteps_total=1024"), cwd=ROOT,
-                          env=env, capture_output=True, text=True)
-    out = proc.stdout
-    assert proc.returncode == 0, out[-4000:] + proc.stderr[-3000:]
-    assert "SDK is blocked" not in out + proc.stderr
-    # Each host got its own /opt/ml; the head kept its CPU for the driver, so the env runner ran on algo-2.
-    assert "algo-1 | sagemaker: Ray head on algo-1" in out
-    assert "algo-2 | sagemaker: joined the Ray head on algo-1 with 1 CPUs" in out
-    assert "algo-1 | sagemaker: Ray cluster: 2 nodes, CPUs for env runners 0+1" in out
-    assert "--ray-address 127.0.0.1:" in out and "--num-cpus 2" in out
-    assert progress(out)[-1]["timesteps_total"] >= 1024
-    assert "algo-2 | sagemaker: the Ray head has stopped: training is over, this host is done" in out
-    assert "local: algo-1 exited 0, algo-2 exited 0" in out
-    rc = json.loads((job_dir / "algo-2" / "input" / "config" / "resourceconfig.json").read_text())
-    assert rc["current_host"] == "algo-2" and rc["hosts"] == ["algo-1", "algo-2"]
-    assert (job_dir / "algo-1" / "model" / "summary.json").is_file()
-    assert list((job_dir / "algo-1" / "model" / "checkpoints").glob("checkpoint_*"))
-    assert not any((job_dir / "algo-2" / "model").iterdir()), "only the head writes the model"
+    code = ("import sys; sys.path[:0] = [sys.argv[1], 'sagemaker']; import sm_entry; "
+            "print(sm_entry.split_hyperparameters({'experiment': 'e.yaml', 'stop__timesteps_total': '5', "
+            "'model__custom_model_config__depths': '[16, 32]', 'env_config.env_name': 'bigfish'}))")
+    proc = subprocess.run([sys.executable, "-c", code, str(blocker.parent)], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == ("('e.yaml', 5, ['env_config.env_name=bigfish', 'stop.timesteps_total=5', "
+                                   "'model.custom_model_config.depths=[16, 32]'])")
+
+
+# Overrides as users type them, each checked by the installed SDK's own environment.py and `source` under set -e.
+ROUND_TRIP = [
+    ("env_config.env_name", "bigfish"),
+    ("model.custom_model_config.depths", "[16, 32, 32]"),
+    ("env_config.distribution_mode", "'hard'"),
+    ("model.custom_model", "it's a name"),
+    ("lr", "0.0003"),
+    ("model._private-key", '{"a b": [1, "x\'y"]}'),
+    ("run_tag", "two  spaces and \"double\" quotes"),
+]
+
+
+@pytest.mark.parametrize("key, value", ROUND_TRIP, ids=[k for k, _ in ROUND_TRIP])
+def test_overrides_survive_the_sdks_driver_environment(key, value):
+    from utils.loader import parse_value
+
+    hps = launch.hyperparameters(STARTER, [f"{key}={value}"], 1)
+    launch.check_driver_environment(hps)  # raises if the SDK's sm_training.env would not source
+    _, _, overrides = sm_entry.split_hyperparameters(hps)
+    got_key, _, got_value = overrides[0].partition("=")
+    assert got_key == key and parse_value(got_value) == parse_value(value)
+
+
+def test_what_the_sdks_driver_cannot_take_is_refused():
+    # The launcher's first encoding (dotted keys, as the SDK leaves them) is what killed real jobs: the check sees it.
+    with pytest.raises(launch.UserError, match=r"would stop the job in the SDK's sm_train.sh .*env_config.env_name"):
+        launch.check_driver_environment({"experiment": STARTER, "env_config.env_name": "bigfish"})
+    with pytest.raises(launch.UserError, match=r"would stop the job"):
+        launch.check_driver_environment({"experiment": STARTER, "name": "it's"})
+    for key in ("a_.b", "a..b", "a b", "a__b", "env_config.env$name"):
+        with pytest.raises(launch.UserError, match=r"a key SageMaker cannot pass through its driver script"):
+            launch.hyperparameters(STARTER, [f"{key}=1"], 1)
