@@ -8,13 +8,20 @@
 #   ./run.sh --submit "description"   preflight, then aicrowd submission create (pushes a submission- tag)
 #   ./run.sh --bench     throughput of this machine against its limits (procgen, RLlib, compute ceiling, training)
 # Outside AIcrowd's grader it installs what is missing itself: a .venv from the pinned requirements.
-set -euo pipefail
-cd "$(dirname "$0")"
-
 export EXPERIMENT=${EXPERIMENT:-experiments/impala-baseline.yaml}
 export EPISODES=${EPISODES:-5}
 export OUTPUTS_DIR=${OUTPUTS_DIR:-./outputs}
 export PYTHONUNBUFFERED=1
+
+# AIcrowd's tools read the experiment with `source ./run.sh > /dev/null; echo $EXPERIMENT` (the 2020 kit's
+# run.sh has no trailing `exit` for this reason): sourced, it sets the variables above and returns, leaving
+# the caller's shell options and directory as they were.
+if (return 0 2>/dev/null); then
+  return 0
+fi
+
+set -euo pipefail
+cd "$(dirname "$0")"
 
 usage() {
   sed -n '2,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'

@@ -499,3 +499,19 @@ def test_submit_with_an_invalid_api_key_pushes_nothing(participant):
 def test_submit_needs_a_description():
     proc = sh(sys.executable, "-m", "aicrowd_tools", "submit", cwd=ROOT)
     assert proc.returncode == 2 and 'error: a description is required: ./run.sh --submit "what this submission tries"' in proc.stderr
+
+
+def test_sourcing_run_sh_sets_the_experiment_as_aicrowds_tools_read_it(tmp_path):
+    """AIcrowd's tools run `source ./run.sh > /dev/null; echo $EXPERIMENT`: the variables are set, nothing is run,
+    and the caller's shell goes on with its own options and directory."""
+    read = subprocess.run(["bash", "-c", "source ./run.sh > /dev/null; echo \"$EXPERIMENT\""], cwd=ROOT,
+                          capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "EXPERIMENT"})
+    assert read.returncode == 0 and read.stdout == "experiments/impala-baseline.yaml\n" and read.stderr == ""
+    chosen = subprocess.run(["bash", "-c", f"cd {tmp_path} && EXPERIMENT=experiments/procgen-starter-example.yaml && "
+                             f"source {ROOT / 'run.sh'} && echo \"$EXPERIMENT $PWD $-\""],
+                            capture_output=True, text=True)
+    experiment, cwd, flags = chosen.stdout.split()
+    assert chosen.returncode == 0 and experiment == "experiments/procgen-starter-example.yaml"
+    assert cwd == str(tmp_path) and "e" not in flags and "u" not in flags, "no cd, no set -eu leaked into the caller"
+    usage = subprocess.run(["./run.sh"], cwd=ROOT, capture_output=True, text=True)
+    assert "./run.sh --train" in usage.stdout, "run as a command with no arguments it still prints its usage"
