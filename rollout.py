@@ -15,13 +15,14 @@ import sys
 from pathlib import Path
 
 import utils  # noqa: F401  (must precede TF/Ray imports)
+from utils.cli import ArgumentParser
 from utils.errors import UserError
 
 MAX_PARALLEL = 16  # episodes played side by side in one vectorized procgen call
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", nargs="?", help="checkpoint or run directory (default: newest of --experiment)")
     p.add_argument("--experiment", default=os.environ.get("EXPERIMENT"),
                    help="experiment YAML whose newest checkpoint to use when no CHECKPOINT is given")
@@ -39,7 +40,7 @@ def parse_args(argv):
                    help="show everything TensorFlow, Ray and gym print (by default their known start-up noise is hidden)")
     args = p.parse_args(argv)
     if args.episodes < 1:
-        p.exit(2, f"error: --episodes must be >= 1, not {args.episodes}.\n")
+        p.error(f"--episodes must be >= 1, not {args.episodes}.")
     return args
 
 

@@ -4,8 +4,8 @@
     python train.py -f experiments/impala-baseline.yaml [KEY=VALUE ...] [--fresh]
 
 KEY is a dotted path into the experiment (stop.timesteps_total=100000) or its config
-(env_config.env_name=bigfish, lr=0.001); VALUE is typed as in YAML. Running the same command
-again resumes from the newest checkpoint in the run directory.
+(env_config.env_name=bigfish, lr=0.001); VALUE is typed as in YAML. Options and overrides may come
+in any order. Running the same command again resumes from the newest checkpoint in the run directory.
 """
 
 import argparse
@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import utils  # noqa: F401  (must precede TF/Ray imports)
+from utils.cli import ArgumentParser
 from utils.errors import UserError
 from utils.signals import SignalGuard, block_signals
 
@@ -24,7 +25,7 @@ DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-f", "--experiment-file", default=os.environ.get("EXPERIMENT", DEFAULT_EXPERIMENT),
                    help="experiment YAML (default: $EXPERIMENT or %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides by dotted path")
@@ -216,9 +217,10 @@ def on_signal(signum, guard, run):
 MAX_EMPTY_ITERATIONS = 5
 
 
-def empty_iteration(result, exp, count):
-    """A warning for an iteration whose env runners returned no samples; UserError after too many in a row."""
-    timeout = exp.config.get("sample_timeout_s")
+def empty_iteration(result, timeout, count):
+    """A warning for an iteration whose env runners returned no samples; UserError after too many in a row.
+
+    timeout: the built AlgorithmConfig's sample_timeout_s (seconds), the value RLlib waited for."""
     fix = (f"raise sample_timeout_s (now {timeout} s) or lower rollout_fragment_length x num_envs_per_env_runner, "
            "or give the env runners more CPUs")
     if count >= MAX_EMPTY_ITERATIONS:
@@ -254,7 +256,7 @@ def train(exp, algo_config, run, progress_mode, guard, log_dir=None):
         result = algo.train()
         if not result.get("num_env_steps_sampled_this_iter", 1):
             empty += 1
-            empty_iteration(result, exp, empty)
+            empty_iteration(result, algo.config.sample_timeout_s, empty)
             continue
         empty = 0
         last = metrics(result)

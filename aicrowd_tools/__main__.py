@@ -6,22 +6,35 @@ import sys
 from pathlib import Path
 
 import utils  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
+from utils.cli import ArgumentParser, split_command
 from utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
+PROG = "python -m aicrowd_tools"
+COMMANDS = {
+    "validate": "preflight: check the repo against the grader's rules (no training)",
+    "evaluate": "grade locally: train and roll out each game of $ENVS, then score",
+    "submit": "preflight, then aicrowd submission create -d DESCRIPTION",
+}
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m aicrowd_tools", description=__doc__)
-    p.add_argument("--verbose", action="store_true",
-                   help="show everything TensorFlow, Ray and gym print (by default their known start-up noise is hidden)")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("validate", help="preflight: check the repo against the grader's rules (no training)")
-    sub.add_parser("evaluate", help="grade locally: train and roll out each game of $ENVS, then score")
-    submit = sub.add_parser("submit", help="preflight, then aicrowd submission create -d DESCRIPTION")
-    submit.add_argument("description", nargs="*", help="what this submission tries")
-    return p.parse_args(argv)
+    """The command, then its own parser: options may come before or after the command and its words."""
+    common = ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="show everything TensorFlow, Ray and gym print (by default their known start-up noise is hidden)")
+    commands = "\n".join(f"  {name:10}{text}" for name, text in COMMANDS.items())
+    top = ArgumentParser(prog=PROG, usage=f"{PROG} {{{','.join(COMMANDS)}}} [--verbose] ...", parents=[common],
+                         description=f"{__doc__}\n\ncommands:\n{commands}",
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    command, rest = split_command(top, argv, COMMANDS)
+    p = ArgumentParser(prog=f"{PROG} {command}", description=COMMANDS[command], parents=[common])
+    if command == "submit":
+        p.add_argument("description", nargs="*", help="what this submission tries")
+    args = p.parse_args(rest)
+    args.command = command
+    return args
 
 
 def grader_games():

@@ -32,6 +32,7 @@ for _p in (str(HERE), str(ROOT)):
         sys.path.insert(1, _p)
 
 import utils  # noqa: E402, F401  (sets the TF/Keras environment before anything imports them)
+from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import UserError, closest, unknown_name  # noqa: E402
 
 SDK_PIN = "sagemaker==3.27.0"
@@ -118,7 +119,7 @@ class Plan:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="sagemaker/launch.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("experiment", help="experiment YAML, e.g. experiments/impala-baseline.yaml")
     where = p.add_argument_group("instances")
     where.add_argument("--instance-type", help=f"instance type of a homogeneous job (default {DEFAULT_INSTANCE}, one GPU)")

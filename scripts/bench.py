@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import utils  # noqa: E402, F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
+from utils.cli import ArgumentParser  # noqa: E402
 
 EXPERIMENTS = {"tf": "experiments/impala-baseline.yaml", "torch": "experiments/impala-baseline-torch.yaml"}
 PACKAGES = ("ray", "procgen-mirror", "tensorflow", "torch", "numpy", "gymnasium")
@@ -324,7 +325,7 @@ def markdown(rows, info, args):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="toy sizes (seconds); for testing the bench itself")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--iterations", type=int, default=2, help="timed training iterations per measurement")

@@ -8,7 +8,6 @@ same game work and the ratio is the wrapper's overhead; raw and wrapped runs alt
 hits both alike.
 """
 
-import argparse
 import statistics
 import sys
 import time
@@ -17,17 +16,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 import utils  # noqa: E402, F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
+from utils.cli import ArgumentParser  # noqa: E402
 
-# isort: split
-import numpy as np  # noqa: E402
-from procgen import ProcgenGym3Env  # noqa: E402
-
-from envs.procgen_env_wrapper import ProcgenVectorEnv  # noqa: E402
-
+# numpy, procgen and the env wrapper are imported where they are used: the command line is read first, so
+# --help and a mistyped option are answered at once and without gym's start-up lines.
 WARMUP_STEPS = 50
 
 
 def raw_rate(game, actions, seed):
+    from procgen import ProcgenGym3Env
+
     env = ProcgenGym3Env(num=actions.shape[1], env_name=game, distribution_mode="easy", rand_seed=seed)
     for row in actions[:WARMUP_STEPS]:
         env.act(row)
@@ -42,6 +40,10 @@ def raw_rate(game, actions, seed):
 
 
 def vector_rate(game, actions, seed):
+    import numpy as np
+
+    from envs.procgen_env_wrapper import ProcgenVectorEnv
+
     config = {"env_name": game, "distribution_mode": "easy", "rand_seed": seed}
     env = ProcgenVectorEnv(config, num_envs=actions.shape[1])
     # RLlib's VectorEnvWrapper hands over a list of numpy scalars, so the conversion is part of the cost.
@@ -58,6 +60,8 @@ def vector_rate(game, actions, seed):
 
 
 def bench(game, num, steps, repeats, seed):
+    import numpy as np
+
     actions = np.random.default_rng(seed).integers(0, 15, size=(steps, num)).astype(np.int32)
     raw, wrapped = [], []
     for _ in range(repeats):
@@ -69,14 +73,14 @@ def bench(game, num, steps, repeats, seed):
     print(f"{game}_ratio: {wrapped / raw:.3f}", flush=True)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--games", nargs="+", default=["coinrun", "bigfish"])
     parser.add_argument("--num", type=int, default=64, help="games per procgen call")
     parser.add_argument("--steps", type=int, default=1000, help="batch steps per measurement")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0, help="procgen rand_seed and action seed")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"num_envs: {args.num}")
     for game in args.games:
         bench(game, args.num, args.steps, args.repeats, args.seed)

@@ -4,7 +4,6 @@ Prints 'key: value' lines (seconds are the median of --repeats timed runs after 
     python scripts/bench_models.py [--batch 2048] [--repeats 5]
 """
 
-import argparse
 import statistics
 import sys
 import time
@@ -14,20 +13,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import utils  # noqa: E402, F401  (TF_USE_LEGACY_KERAS, before TF or Ray load)
+from utils.cli import ArgumentParser  # noqa: E402
 
-# isort: split
-import tensorflow as tf  # noqa: E402  (before Ray, so TF stays eager and tf.function below traces)
+# TF, torch and the models are imported once the command line is read (main), so --help and a mistyped option
+# are answered at once and without TF's start-up lines.
 
-# isort: split
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
-from models.impala_cnn_tf import ImpalaCNN as ImpalaTF  # noqa: E402
-from models.impala_cnn_torch import ImpalaCNN as ImpalaTorch  # noqa: E402
+def spaces():
+    import gymnasium as gym
+    import numpy as np
 
-OBS_SPACE = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
-ACTION_SPACE = gym.spaces.Discrete(15)
+    return gym.spaces.Box(0, 255, (64, 64, 3), np.uint8), gym.spaces.Discrete(15)
 
 
 def median_seconds(step, repeats):
@@ -41,7 +37,11 @@ def median_seconds(step, repeats):
 
 
 def torch_step(obs, channels_last):
-    model = ImpalaTorch(OBS_SPACE, ACTION_SPACE, 15, {}, "bench").use_channels_last(channels_last)
+    import torch
+
+    from models.impala_cnn_torch import ImpalaCNN
+
+    model = ImpalaCNN(*spaces(), 15, {}, "bench").use_channels_last(channels_last)
     obs = torch.from_numpy(obs)
 
     def step():
@@ -53,7 +53,11 @@ def torch_step(obs, channels_last):
 
 
 def tf_step(obs):
-    model = ImpalaTF(OBS_SPACE, ACTION_SPACE, 15, {}, "bench")
+    import tensorflow as tf
+
+    from models.impala_cnn_tf import ImpalaCNN
+
+    model = ImpalaCNN(*spaces(), 15, {}, "bench")
     variables = model.trainable_variables()
     obs = tf.constant(obs)
 
@@ -68,11 +72,17 @@ def tf_step(obs):
     return lambda: [g.numpy() for g in grads()]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv=None):
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    import tensorflow  # noqa: F401  (before Ray, which the models import, so TF stays eager and tf.function traces)
+
+    # isort: split
+    import numpy as np
+    import torch
+
     obs = np.random.default_rng(0).integers(0, 256, (args.batch, 64, 64, 3), dtype=np.uint8)
     print(f"batch: {args.batch}")
     print(f"torch_threads: {torch.get_num_threads()}")

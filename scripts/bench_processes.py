@@ -24,6 +24,7 @@ import utils  # noqa: E402, F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
 import psutil  # noqa: E402
 
 from scripts import bench  # noqa: E402
+from utils.cli import ArgumentParser  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
 GROUPS = ("learner", "env_runners", "ray", "other", "steal")
@@ -72,15 +73,20 @@ def cores(samples, start, end):
     return {name: value / seconds if seconds > 0 else 0.0 for name, value in used.items()}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv):
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--framework", default="tf", choices=["tf", "torch"])
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="experiment override, as train.py takes them")
     p.add_argument("--interval", type=float, default=0.5, help="seconds between CPU readings")
     p.add_argument("--quick", action="store_true", help="toy sizes (seconds); for testing the script itself")
-    args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    args = p.parse_args(argv)
     if args.interval <= 0:
         p.error(f"--interval must be > 0 seconds, got {args.interval}")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         algo = bench._build(args)
     except UserError as e:  # a --set typo: the message names the key and the fix

@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from utils.cli import ArgumentParser  # noqa: E402
+
 EXPERIMENT = ROOT / "experiments" / "procgen-starter-example.yaml"
 PHASES = ("start-up", "sampling", "learning", "logging", "checkpointing")
 TARGET_EXIT_S = 30
@@ -224,8 +226,8 @@ def table(rows):
     return "\n".join([head, *body])
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv):
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--trials", type=int, default=30, help="trials per signal (default %(default)s)")
     p.add_argument("--signal", choices=("term", "int-group", "both"), default="both")
     p.add_argument("--load", type=int, default=len(os.sched_getaffinity(0)), help="busy processes (default: cores)")
@@ -236,7 +238,12 @@ def main(argv=None):
     p.add_argument("--json", help="write the rows here")
     args = p.parse_args(argv)
     if args.trials < 1 or args.load < 0:
-        p.exit(2, "error: --trials must be >= 1 and --load >= 0.\n")
+        p.error("--trials must be >= 1 and --load >= 0.")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     rng = random.Random(args.seed)
     hogs = [multiprocessing.Process(target=busy, daemon=True) for _ in range(args.load)]
     for hog in hogs:
