@@ -822,11 +822,15 @@ def local_request(plan, job_dir):
 
 def submit(plan, wait):
     from botocore.exceptions import BotoCoreError, ClientError
+    from sagemaker.core.utils.exceptions import WaiterError
 
     try:
         trainer = model_trainer(plan)
         with pinned_job_name(plan.job_name):
             trainer.train(wait=wait, logs=wait)
+    except WaiterError as e:  # --wait: the job ended Failed or Stopped; SageMaker's reason, not a traceback
+        raise UserError(f"The job {plan.job_name} did not complete: {e}. Its log: CloudWatch /aws/sagemaker/TrainingJobs, "
+                        f"streams {plan.job_name}/algo-N-...") from None
     except ClientError as e:
         raise UserError(f"SageMaker refused the job ({_aws_error(e)}).") from None
     except (BotoCoreError, ValueError) as e:

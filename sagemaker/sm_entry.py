@@ -7,7 +7,8 @@ SageMaker starts this on every host of the job, in the unpacked source archive. 
     /opt/ml/input/config/resourceconfig.json   hosts and instance groups: who starts the Ray head
     /opt/ml/checkpoints     train.py's run directory. SageMaker mirrors it to S3 and puts it back when a
                             Spot job restarts, so train.py resumes from the newest checkpoint.
-    /opt/ml/output/tensorboard   result.json and TensorBoard events (uploaded while the job runs)
+    /opt/ml/checkpoints     also result.json and TensorBoard events, beside the checkpoints (synced to S3
+                            while the job runs; /opt/ml/output/tensorboard with --tensorboard-output-config)
     /opt/ml/model           at the end: the final checkpoint, the resolved config, summary.json and a
                             rollout summary, laid out as a run directory (rollout.py takes it)
 

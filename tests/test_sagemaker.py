@@ -521,3 +521,19 @@ def test_what_the_sdks_driver_cannot_take_is_refused():
     for key in ("a_.b", "a..b", "a b", "a__b", "env_config.env$name"):
         with pytest.raises(launch.UserError, match=r"a key SageMaker cannot pass through its driver script"):
             launch.hyperparameters(STARTER, [f"{key}=1"], 1)
+
+
+def test_a_failed_job_with_wait_ends_in_one_line(monkeypatch):
+    """moto completes every job at once, so a job that fails on SageMaker is stood in for here: the SDK's own
+    FailedStatusError, as ModelTrainer.train(wait=True) raises it, becomes the launcher's one line."""
+    from sagemaker.core.utils.exceptions import FailedStatusError
+
+    class Trainer:
+        def train(self, wait, logs):
+            raise FailedStatusError(resource_type="TrainingJob", status="Failed", reason="AlgorithmError: exit 2")
+
+    monkeypatch.setattr(launch, "model_trainer", lambda plan: Trainer())
+    plan = launch.Plan(exp=None, experiment=STARTER, groups=[], job_name="failing-1", spot=False, max_run_s=3600,
+                       max_wait_s=None, hyperparameters={}, metric_definitions=[], prices={})
+    with pytest.raises(launch.UserError, match=r"^The job failing-1 did not complete: .*Failure Reason: AlgorithmError: exit 2"):
+        launch.submit(plan, wait=True)

@@ -6,6 +6,10 @@ import difflib
 class UserError(Exception):
     """A mistake in the user's input. Entry points print it without a traceback and exit 2."""
 
+    def _render_traceback_(self):
+        """IPython/Jupyter shows this instead of a traceback: the one `error:` line (notebooks, launch.Job)."""
+        return [f"error: {self}"]
+
 
 def closest(value, allowed):
     """Return ' Did you mean "x"?' for the closest allowed name, or '' when none is close."""
