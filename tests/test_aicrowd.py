@@ -320,12 +320,15 @@ def test_evaluate_time_limit_stops_training_and_rolls_out_the_last_checkpoint(tm
 
 
 def test_evaluate_ctrl_c_passes_one_signal_and_keeps_the_finished_games(tmp_path):
-    """Ctrl-C (SIGINT to the whole group) while the second game trains: its train.py gets it once and saves."""
+    """Ctrl-C (SIGINT to the whole group) while the second game trains: its train.py gets it once and saves.
+
+    Each game stops by its step budget (20 iterations of the random policy), never by a wall-clock limit: on a
+    loaded machine start-up alone took longer than the 30 s TIME_LIMIT this test once used, evaluate stopped
+    starpilot before its first iteration, and the test waited for a line that could not come."""
     experiment = tmp_path / "random.yaml"
     experiment.write_text((ROOT / "experiments" / "random-policy.yaml").read_text().replace("20000", "8000000"))
     env = {**os.environ, "EXPERIMENT": str(experiment), "ENVS": "bigfish,starpilot", "EPISODES": "1",
-           "OUTPUTS_DIR": str(tmp_path / "out"), "PYTHONUNBUFFERED": "1"}
-    env["TIME_LIMIT"] = "30s"  # bigfish stops at its limit; starpilot gets the Ctrl-C well before its own
+           "OUTPUTS_DIR": str(tmp_path / "out"), "PYTHONUNBUFFERED": "1", "TIMESTEPS": "40000"}
     proc = subprocess.Popen(["./run.sh", "--evaluate"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     seen = []
@@ -336,6 +339,7 @@ def test_evaluate_ctrl_c_passes_one_signal_and_keeps_the_finished_games(tmp_path
     (eval_dir,) = (tmp_path / "out" / "evaluation").iterdir()
     train_log = eval_dir / "starpilot" / "train.log"
     while "training_iteration: " not in (train_log.read_text() if train_log.exists() else ""):
+        assert proc.poll() is None, "".join(seen) + proc.stdout.read()
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
     out = "".join(seen) + proc.communicate()[0]
