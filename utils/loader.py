@@ -4,7 +4,7 @@ from pathlib import Path
 
 import yaml
 
-from utils.errors import UserError
+from utils.errors import UserError, UserErrors
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -13,28 +13,37 @@ class _StrictLoader(yaml.SafeLoader):
 
 def _construct_mapping(loader, node, deep=False):
     seen = {}
-    for key_node, _ in node.value:
+    for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
-            raise UserError(
+            first_line, first_node = seen[key]
+            same = loader.construct_object(first_node, deep=True) == loader.construct_object(value_node, deep=True)
+            fix = ("It repeats the same value: keep one of them (./run.sh --migrate FILE removes the repeat)."
+                   if same else "The values differ (2020's YAML reader kept the last one): keep the one you mean.")
+            loader.duplicates.append(
                 f'{loader.name}: duplicate key "{key}" at line {key_node.start_mark.line + 1} '
-                f"(first at line {seen[key]}). Keep one of them."
+                f"(first at line {first_line}). {fix}"
             )
-        seen[key] = key_node.start_mark.line + 1
+            continue
+        seen[key] = (key_node.start_mark.line + 1, value_node)
     return loader.construct_mapping(node, deep=deep)
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def load_yaml(path):
-    """Parse a YAML file, turning every parse problem into a one-line UserError."""
+def load_yaml(path, problems=None):
+    """Parse a YAML file, turning every parse problem into a one-line UserError.
+
+    Duplicate keys are all reported: raised together, or added to `problems` (utils.errors.Problems) when
+    given, the last value kept as YAML would."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Experiment file {path} does not exist. Pass an existing file, e.g. -f experiments/impala-baseline.yaml.")
     text = path.read_text()
     loader = _StrictLoader(text)
     loader.name = str(path)
+    loader.duplicates = []  # every duplicate key of the file, reported together
     try:
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as e:
@@ -45,6 +54,14 @@ def load_yaml(path):
         raise UserError(f"{path}: YAML error: {e}") from None
     finally:
         loader.dispose()
+    if problems is not None:
+        # The caller goes on checking the rest of the file and reports everything together.
+        for message in loader.duplicates:
+            problems.add(UserError(message))
+    elif len(loader.duplicates) == 1:
+        raise UserError(loader.duplicates[0])
+    elif loader.duplicates:
+        raise UserErrors(loader.duplicates, path)
     if data is None:
         raise UserError(f"{path} is empty. An experiment file holds one mapping: NAME: {{run: PPO, env: ..., config: ...}}.")
     return data

@@ -1,0 +1,26 @@
+"""Which `run:` algorithms train on Procgen here, and why the others are refused before anything starts.
+
+Measured on RLlib 2.60's old API stack (the stack this project uses) with a tiny experiment per algorithm
+(`tests/test_legacy.py::test_every_accepted_algorithm_trains_one_tiny_iteration`, marked slow): PPO, APPO and
+IMPALA train; DQN and SAC are refused by RLlib's own config check (its message names the replay buffer to
+set); the algorithms below fail later, inside RLlib, with a traceback, so they are refused up front.
+"""
+
+from utils.errors import UserError
+
+TRAINS = ("PPO", "APPO", "IMPALA")
+_OFFLINE = "an offline algorithm: it learns from recorded episodes (config.input), not from Procgen's sampler"
+REFUSED = {
+    "BC": f"{_OFFLINE}; on sampled Procgen batches RLlib 2.60 fails inside its learner (MultiAgentBatch.as_multi_agent)",
+    "MARWIL": f"{_OFFLINE}; on sampled Procgen batches RLlib 2.60 fails inside its learner",
+    "CQL": f"{_OFFLINE}, built on SAC's two models, which a custom Procgen model does not provide",
+    "IQL": f"{_OFFLINE}; on Procgen RLlib 2.60 fails inside its config (a None threshold)",
+    "DreamerV3": "it exists only on RLlib's new API stack; this project trains on the old one (ModelCatalog models)",
+}
+
+
+def check_algorithm(run, where):
+    """UserError for an algorithm RLlib lists but that cannot train on Procgen here, naming what to use."""
+    if run in REFUSED:
+        raise UserError(f"{where}: run: {run} cannot train here: {REFUSED[run]}. Use PPO (or {', '.join(TRAINS[1:])}), "
+                        "which train on Procgen with this project's models.")
