@@ -54,7 +54,7 @@ def find_checkpoint(args):
     from utils.config import load_experiment
 
     exp = load_experiment(args.experiment)
-    run_dir = Path(args.outputs_dir) / exp.name / exp.env_name
+    run_dir = exp.run_dir(args.outputs_dir)
     if not run_dir.is_dir():
         raise UserError(f"No run of {args.experiment} in {run_dir}. Train first: EXPERIMENT={args.experiment} ./run.sh --train")
     return resolve_checkpoint(run_dir)
@@ -74,10 +74,9 @@ def load_run(checkpoint):
 def load_policy(checkpoint, exp):
     from ray.rllib.policy.policy import Policy
 
-    from registry import register_all
+    from registry import register_experiment
 
-    model = exp.config.get("model", {}).get("custom_model")
-    register_all(models=[model] if model else [])
+    register_experiment(exp)
     policy_dir = Path(checkpoint) / "policies" / "default_policy"
     if not policy_dir.is_dir():
         raise UserError(f"{checkpoint} holds no policies/default_policy: not an RLlib checkpoint of a single-agent run.")
@@ -239,6 +238,8 @@ def rollout(args, guard, played):
     explore = not args.deterministic and policy.config.get("explore", True)
     episodes = play(policy, env, args.episodes, explore, on_frames=video, played=played)
     summary = summarize(episodes, env_config["env_name"], env_config["distribution_mode"], checkpoint)
+    # Which levels were played (0 levels: unlimited), so a generalization score can be checked to be on unseen ones.
+    summary["levels"] = {"start_level": env_config["start_level"], "num_levels": env_config["num_levels"]}
     guard.park_if_pending()
     out = Path(args.json) if args.json else Path(checkpoint).parent.parent / "rollout.json"
     with guard.lock:

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import utils  # noqa: F401  (must precede TF/Ray imports)
 from utils.cli import ArgumentParser
+from utils.conventions import DEFAULT_EXPERIMENT, DEFAULT_OUTPUTS_DIR
 from utils.errors import UserError
 from utils.signals import SignalGuard, block_signals
-
-DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
 
 
 def parse_args(argv):
@@ -29,7 +28,7 @@ def parse_args(argv):
     p.add_argument("-f", "--experiment-file", default=os.environ.get("EXPERIMENT", DEFAULT_EXPERIMENT),
                    help="experiment YAML (default: $EXPERIMENT or %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides by dotted path")
-    p.add_argument("--outputs-dir", default=os.environ.get("OUTPUTS_DIR", "outputs"),
+    p.add_argument("--outputs-dir", default=os.environ.get("OUTPUTS_DIR", DEFAULT_OUTPUTS_DIR),
                    help="where run directories go (default: $OUTPUTS_DIR or %(default)s)")
     p.add_argument("--run-dir", help="run directory (default: OUTPUTS_DIR/EXPERIMENT_NAME/GAME)")
     p.add_argument("--log-dir", help="where result.json and TensorBoard events go (default: the run directory)")
@@ -58,7 +57,7 @@ def machine_resources(args):
 
 
 def prepare_run_dir(args, exp):
-    run_dir = Path(args.run_dir) if args.run_dir else Path(args.outputs_dir) / exp.name / exp.env_name
+    run_dir = Path(args.run_dir) if args.run_dir else exp.run_dir(args.outputs_dir)
     if args.fresh and run_dir.exists():
         aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.move(str(run_dir), aside)
@@ -95,12 +94,11 @@ def build_algorithm(exp, algo_config):
 
     import ray.tune.trainable.trainable as trainable
 
-    from registry import register_all
+    from registry import register_experiment
 
     # Outside Tune, every Algorithm makes an empty dir in ~/ray_results; this project logs to its run dir instead.
     trainable.DEFAULT_STORAGE_PATH = tempfile.gettempdir()
-    model = exp.config.get("model", {}).get("custom_model")
-    register_all(models=[model] if model else [])
+    register_experiment(exp)
     return algo_config.build_algo()
 
 

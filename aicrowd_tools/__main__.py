@@ -7,10 +7,10 @@ from pathlib import Path
 
 import utils  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
 from utils.cli import ArgumentParser, split_command
+from utils.conventions import DEFAULT_EXPERIMENT
 from utils.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
 PROG = "python -m aicrowd_tools"
 COMMANDS = {
     "validate": "preflight: check the repo against the grader's rules (no training)",

@@ -10,6 +10,7 @@ import re
 
 from envs.games import GAMES, ROUND2_GAMES
 from utils.errors import UserError, closest
+from utils.resources import GRADER_CPUS, GRADER_GPUS  # noqa: F401  (the grader's machine: one home, the resources model)
 
 GRADER_ID = "evaluations-api-neurips-2020-procgen"
 CHALLENGE_SLUG = "neurips-2020-procgen-competition"
@@ -18,8 +19,6 @@ GITLAB_HOST = "gitlab.aicrowd.com"
 
 MAX_ENV_STEPS = 8_000_000
 MAX_TRAIN_SECONDS = 2 * 60 * 60
-GRADER_CPUS = 8
-GRADER_GPUS = 1
 MAX_FILE_BYTES = 30 * 1024 * 1024
 
 # env_config keys under which an env may repeat each action k times: the grader counts every frame.

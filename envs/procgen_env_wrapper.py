@@ -24,7 +24,6 @@ from ray.rllib.env.vector_env import VectorEnv
 from ray.util import log_once
 
 from envs.games import DISTRIBUTION_MODES, get_game
-from preprocessors import PREPROCESSORS
 from utils.errors import UserError, unknown_name
 
 logger = logging.getLogger(__name__)
@@ -104,10 +103,12 @@ def _mode_option(value, name):
 
 
 def _preprocessor_option(value, name):
+    from registry import preprocessor_names
+
     if value is None:
         return None
-    if not isinstance(value, str) or value not in PREPROCESSORS:
-        raise unknown_name("preprocessor", value, PREPROCESSORS, name)
+    if not isinstance(value, str) or value not in preprocessor_names():
+        raise unknown_name("preprocessor", value, preprocessor_names(), name)
     return value
 
 

@@ -13,7 +13,7 @@ from ray.rllib.models.torch.torch_modelv2 import TorchModelV2
 from torch import nn
 from torch.nn import functional as F
 
-from models.impala_cnn_tf import impala_options
+from utils.model_options import impala_options
 
 
 def conv3x3(in_channels, out_channels):

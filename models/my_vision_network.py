@@ -11,8 +11,9 @@ import utils  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TF loads)
 # isort: split
 from ray.rllib.utils.framework import try_import_tf
 
-from models.impala_cnn_tf import KerasPolicyValueModel, dense, is_count, model_options
+from models.impala_cnn_tf import KerasPolicyValueModel, dense
 from utils.errors import UserError
+from utils.model_options import is_count, model_options
 
 tf1, tf, tfv = try_import_tf()
 

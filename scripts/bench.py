@@ -19,11 +19,7 @@ GPU and package versions. --quick shrinks every size to seconds (used by the tes
 import argparse
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,21 +27,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import utils  # noqa: E402, F401  (sets TF_USE_LEGACY_KERAS before TF/Ray load)
+from scripts.bench_common import (  # noqa: E402
+    EXPERIMENTS,
+    gpu_count,
+    machine,
+    quick_overrides,
+    run_child,
+    sizes,
+    summarize,
+)
 from utils.cli import ArgumentParser  # noqa: E402
-
-EXPERIMENTS = {"tf": "experiments/impala-baseline.yaml", "torch": "experiments/impala-baseline-torch.yaml"}
-PACKAGES = ("ray", "procgen-mirror", "tensorflow", "torch", "numpy", "gymnasium")
-
-
-# --------------------------------------------------------------------------- sizes
-
-
-def sizes(quick):
-    """The baseline's batch geometry (Procgen paper PPO), or a toy one for --quick."""
-    if quick:
-        return {"num_envs": 8, "steps": 40, "train_batch": 256, "minibatch": 128, "epochs": 1, "model": {"depths": [4, 8, 8], "dense_size": 32}}
-    return {"num_envs": 64, "steps": 500, "train_batch": 16384, "minibatch": 2048, "epochs": 3, "model": {}}
-
 
 # --------------------------------------------------------------------------- measurements (child side)
 
@@ -147,21 +138,12 @@ def _tf_ceiling(obs, s):
     return step
 
 
-def quick_overrides(framework):
-    """The baseline shrunk to --quick's toy sizes."""
-    s = sizes(True)
-    framework_model = "impala_cnn_tf" if framework == "tf" else "impala_cnn_torch"
-    return [f"train_batch_size={s['train_batch']}", f"minibatch_size={s['minibatch']}", "num_epochs=1",
-            f"num_envs_per_env_runner={s['num_envs']}", "num_env_runners=0", "rollout_fragment_length=auto",
-            f"model.custom_model={framework_model}", f"model.custom_model_config={json.dumps(s['model'])}"]
-
-
 def _experiment(args):
     from utils.config import load_experiment
 
     overrides = (quick_overrides(args.framework) if args.quick else []) + (args.set or [])
     cpus = len(os.sched_getaffinity(0))
-    gpus = _gpu_count()
+    gpus = gpu_count()
     return load_experiment(ROOT / EXPERIMENTS[args.framework], overrides, cpus=cpus, gpus=gpus), cpus, gpus
 
 
@@ -220,35 +202,6 @@ MEASURES = {"procgen_raw": measure_env, "vector_env": measure_env, "rllib_sampli
 # --------------------------------------------------------------------------- orchestration (parent side)
 
 
-def run_child(args, what, **kw):
-    """One measurement in a fresh process: {"steps_per_second": ..., plus phase_*_s for full training}."""
-    cmd = [sys.executable, __file__, "--child", what, "--iterations", str(args.iterations)]
-    if args.quick:
-        cmd.append("--quick")
-    for key, value in kw.items():
-        for item in value if isinstance(value, list) else [value]:
-            cmd += [f"--{key}", str(item)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rb", dir="/tmp"))
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    figures = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if line.startswith(("steps_per_second: ", "phase_")))
-    if proc.returncode != 0 or "steps_per_second" not in figures:
-        raise RuntimeError(f"{what} {kw} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    return {key: float(value) for key, value in figures.items()}
-
-
-def summarize(runs, **fields):
-    """A row from repeated runs: median, min, max of steps/s, and the phases of the median run."""
-    rates = [run["steps_per_second"] for run in runs]
-    median = statistics.median(rates)
-    row = {**fields, "median": median, "min": min(rates), "max": max(rates)}
-    typical = min(runs, key=lambda run: abs(run["steps_per_second"] - median))
-    phases = {key[len("phase_"):-len("_s")]: value for key, value in typical.items() if key.startswith("phase_")}
-    if phases:
-        row["phases_s"] = phases
-    return row
-
-
 def repeated(args, what, **kw):
     row = summarize([run_child(args, what, **kw) for _ in range(args.repeats)], figure=what, **kw)
     label = " ".join([what, *map(str, kw.values())])
@@ -273,36 +226,6 @@ def bench(args):
         full["reference"], full["ratio"] = f"compute_ceiling {framework}", full["median"] / ceiling["median"]
         rows += [sampling, ceiling, full]
     return rows
-
-
-def _gpu_count():
-    try:
-        import torch
-
-        return torch.cuda.device_count()
-    except ImportError:
-        return 0
-
-
-def machine():
-    from importlib import metadata
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout.strip() \
-        if _which("nvidia-smi") else ""
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "gpu": gpu or "none", "python": platform.python_version(),
-            "packages": versions, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg()}
-
-
-def _which(name):
-    return any((Path(p) / name).exists() for p in os.environ.get("PATH", "").split(os.pathsep))
 
 
 def markdown(rows, info, args):

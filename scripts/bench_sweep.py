@@ -18,17 +18,17 @@ import statistics
 import sys
 import time
 
-from scripts.bench import EXPERIMENTS, ROOT, machine, quick_overrides, run_child, summarize
+from scripts.bench_common import EXPERIMENTS, ROOT, gpu_count, machine, quick_overrides, run_child, summarize
 
 
-def variants(framework, config):
-    """(id, description, overrides, changes_numerics) for the fitted config of one framework.
+def variants(framework, exp):
+    """(id, description, overrides, changes_numerics) for the fitted experiment of one framework.
 
     The id is what --variants names. Overrides apply before the machine fitting, so a variant that
     changes games per runner names the fitted runner count too (the YAML's 4 runners would otherwise be
     fitted again, multiplying the games).
     """
-    g = geometry(config)
+    g = geometry(exp)
     runners, games, fragment = g["runners"], g["games_per_runner"], g["fragment"]
     total_games = max(runners, 1) * games
     runs = f"{runners} runner{'s' * (runners != 1)}"
@@ -62,27 +62,22 @@ def selected(args, candidates):
     return [c for c in candidates if not args.variants or c[0] == "fitted" or c[0] in args.variants]
 
 
-def fitted_config(args, framework, overrides=()):
-    from scripts.bench import _gpu_count
+def fitted_experiment(args, framework, overrides=()):
     from utils.config import load_experiment
 
     base = quick_overrides(framework) if args.quick else []
-    exp = load_experiment(ROOT / EXPERIMENTS[framework], [*base, *overrides], cpus=len(os.sched_getaffinity(0)), gpus=_gpu_count())
-    return exp.config
+    return load_experiment(ROOT / EXPERIMENTS[framework], [*base, *overrides], cpus=len(os.sched_getaffinity(0)), gpus=gpu_count())
 
 
-def geometry(config):
-    """How one train batch is sampled: runners x games per runner x fragment."""
-    runners, games = config.get("num_env_runners", 2), config.get("num_envs_per_env_runner", 1)
-    fragment = config["rollout_fragment_length"]
-    if fragment == "auto":
-        fragment = config["train_batch_size"] // (max(runners, 1) * games)
-    return {"runners": runners, "games_per_runner": games, "fragment": fragment, "train_batch": config["train_batch_size"]}
+def geometry(exp):
+    """How one train batch is sampled: runners x games per runner x fragment (the resolved experiment's)."""
+    return {"runners": exp.runners, "games_per_runner": exp.envs_per_runner, "fragment": exp.fragment_length,
+            "train_batch": exp.train_batch}
 
 
 def check_variants(args):
     """Each --variants ID must name a variant of some framework swept: a typo would otherwise measure only the reference."""
-    ids = [vid for framework in args.frameworks for vid, *_ in variants(framework, fitted_config(args, framework))]
+    ids = [vid for framework in args.frameworks for vid, *_ in variants(framework, fitted_experiment(args, framework))]
     for vid in args.variants or []:
         if vid not in ids:
             print(f'error: --variants "{vid}" is no variant of {"/".join(args.frameworks)} here. '
@@ -102,7 +97,7 @@ def sweep_framework(args, framework):
     """Every repeat runs each variant once, in turn (fitted, a, b, fitted, a, b, ...): a slow spell of the
     machine then hits all variants alike instead of one variant's repeats, as bench_env.py alternates raw
     and wrapped. Each repeat's variant/fitted ratio is kept too (paired_ratios)."""
-    candidates = selected(args, variants(framework, fitted_config(args, framework)))
+    candidates = selected(args, variants(framework, fitted_experiment(args, framework)))
     runs, errors = {vid: [] for vid, *_ in candidates}, {}
     for repeat in range(1, args.repeats + 1):
         for vid, name, overrides, _ in candidates:
@@ -121,7 +116,7 @@ def sweep_framework(args, framework):
     rows = []
     for vid, name, overrides, numerics in candidates:
         fields = {"framework": framework, "id": vid, "variant": name, "overrides": overrides, "changes_numerics": numerics,
-                  **geometry(fitted_config(args, framework, overrides))}
+                  **geometry(fitted_experiment(args, framework, overrides))}
         if vid in errors:
             rows.append({**fields, "error": errors[vid]})
             continue

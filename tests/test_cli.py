@@ -4,16 +4,13 @@ experiment, a command) in any order with the same meaning, and answers a mistype
 import argparse
 import os
 import subprocess
-import sys
 
 import pytest
 
+from sagemaker_tools import launch
 from tests.conftest import ROOT, run_script
 from utils.cli import ArgumentParser, split_command
 from utils.config import load_experiment
-
-sys.path.insert(0, str(ROOT / "sagemaker"))
-import launch  # noqa: E402
 
 BASELINE = str(ROOT / "experiments" / "impala-baseline.yaml")
 

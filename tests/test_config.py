@@ -30,8 +30,7 @@ def error_of(path, overrides=(), **kw):
     return str(info.value)
 
 
-@pytest.mark.parametrize("name", ["impala-baseline.yaml", "impala-baseline-torch.yaml",
-                                  "procgen-starter-example.yaml", "random-policy.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "experiments").glob("*.yaml")))
 def test_shipped_experiments_validate_and_build(name):
     exp = load_experiment(ROOT / "experiments" / name, cpus=2, gpus=0)
     algo_config = build_algorithm_config(exp)
@@ -48,6 +47,7 @@ def test_baseline_keeps_starter_kit_values():
         0.0, 0.5, 0.01, 0.2, 0.2, 0.5)
     assert c["rollout_fragment_length"] == 256 and exp.stop == {"timesteps_total": 8000000}
     assert c["env_config"]["distribution_mode"] == "easy" and c["env_config"]["env_name"] == "coinrun"
+    assert exp.run == "ProcgenPPO" and (c["reward_scaling"], c["reward_scaling_gamma"], c["reward_clip"]) == (True, 0.99, 10.0)
     assert c["model"]["custom_model"] == "impala_cnn_tf"
 
 
@@ -134,7 +134,7 @@ def test_old_starter_kit_names_are_mapped_with_notes(write_yaml):
     assert c["model"]["custom_model_config"] == {"dense_size": 64} and c["model"]["vf_share_layers"] is True
     assert "horizon" not in c and "use_pytorch" not in c
     assert any("num_sgd_iter is now config.num_epochs" in n for n in exp.notes)
-    assert any("horizon dropped" in n for n in exp.notes)
+    assert any("config.horizon: null dropped" in n for n in exp.notes)
     build_algorithm_config(exp)
 
 

@@ -1,20 +1,17 @@
-"""sagemaker/images.py: the DLC training image a job gets runs on the job's GPUs.
+"""sagemaker_tools/images.py: the DLC training image a job gets runs on the job's GPUs.
 
 Real SDK data throughout: sagemaker.core.image_uris lists versions and builds URIs offline from the JSON configs
 it ships, so these tests need no network and follow the installed SDK.
 """
 
 import re
-import sys
 
 import pytest
 import yaml
 
+from sagemaker_tools import images
 from tests.conftest import ROOT
 from utils.errors import UserError
-
-sys.path.insert(0, str(ROOT / "sagemaker"))
-import images  # noqa: E402
 
 REGION = "us-east-1"
 PRICES = yaml.safe_load((ROOT / "sagemaker" / "prices.yaml").read_text())["instances"]
@@ -216,9 +213,9 @@ def test_cuda_is_read_from_the_sdk_first(monkeypatch):
 def test_every_py312_training_image_of_the_installed_sdk_has_a_known_floor(sdk_fw):
     # Fails when an SDK upgrade lists a new image: record its CUDA (and framework floor) in DLC_BUILDS.
     unknown = [v for v in py312_versions(sdk_fw) if images.image_floor(sdk_fw, v) is None]
-    assert not unknown, f"{sdk_fw} {unknown}: add them to DLC_BUILDS in sagemaker/images.py"
+    assert not unknown, f"{sdk_fw} {unknown}: add them to DLC_BUILDS in sagemaker_tools/images.py"
 
 
 def test_every_gpu_instance_in_prices_yaml_has_a_known_compute_capability():
     missing = {t: i.get("gpu") for t, i in PRICES.items() if i["gpus"] and i.get("gpu") not in images.COMPUTE_CAPABILITY}
-    assert not missing, f"add these GPU models to COMPUTE_CAPABILITY in sagemaker/images.py: {missing}"
+    assert not missing, f"add these GPU models to COMPUTE_CAPABILITY in sagemaker_tools/images.py: {missing}"

@@ -302,3 +302,17 @@ def test_old_stack_ppo_policy_builds_and_acts(registered, name, framework, bf16)
     actions, _, extra = policy.compute_actions(random_obs(n=3))
     assert actions.shape == (3,) and all(0 <= a < NUM_ACTIONS for a in actions)
     assert extra["vf_preds"].shape == (3,) and extra["vf_preds"].dtype == np.float32
+
+
+def test_torch_model_imports_without_tensorflow():
+    """A PyTorch image has no TensorFlow: the torch IMPALA CNN and its option checks (utils/model_options.py)
+    must not need it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys; sys.modules['tensorflow'] = None; import utils; import models.impala_cnn_torch as m; "
+            "print(m.ImpalaCNN.DEFAULT_CONFIG['depths'])")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[16, 32, 32]", proc.stderr[-2000:]

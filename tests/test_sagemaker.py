@@ -9,7 +9,7 @@ What is real and what is not:
 - The container side runs for real in --local jobs: the installed SDK builds the job (its request and the
   sm_drivers channel it uploads: sm_train.sh, scripts/environment.py), each host runs the SDK's unmodified
   sm_train.sh with its own /opt/ml (a private mount namespace), which sources the SDK's sm_training.env and
-  starts sagemaker/sm_entry.py: real train.py/rollout.py on procgen, a real 2-node Ray cluster. Only Docker,
+  starts sagemaker_tools/entry.py: real train.py/rollout.py on procgen, a real 2-node Ray cluster. Only Docker,
   S3 and the Deep Learning Container image are left out (this machine's Python runs the code).
 """
 
@@ -26,11 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from sagemaker_tools import entry as sm_entry
+from sagemaker_tools import launch
 from tests.conftest import ROOT, free_port, run_script, start_moto, stop_moto
-
-sys.path.insert(0, str(ROOT / "sagemaker"))
-import launch  # noqa: E402
-import sm_entry  # noqa: E402
 
 STARTER = "experiments/procgen-starter-example.yaml"
 TINY = ["--set", "train_batch_size=1024", "--set", "minibatch_size=256", "--set", "num_envs_per_env_runner=8"]
@@ -102,22 +100,46 @@ def dry_run_request(stdout):
 # --------------------------------------------------------------------------- fast checks
 
 
-def test_repo_folder_does_not_shadow_the_sdk():
-    """sagemaker/ has no __init__.py: with the repo root first on sys.path, `import sagemaker` is still the SDK."""
-    assert not (ROOT / "sagemaker" / "__init__.py").exists()
-    assert sys.path.index(str(ROOT / "sagemaker")) < len(sys.path)
+def test_launcher_runs_as_typed_and_imports_the_sdk(tmp_path):
+    """`python sagemaker/launch.py` as the user types it, from the repository and from elsewhere; the launcher's
+    code lives in sagemaker_tools/, so the SDK's namespace package finds no module of ours in sagemaker/."""
+    assert sorted(p.name for p in (ROOT / "sagemaker").glob("*.py")) == ["launch.py"]
+    for cwd in (ROOT, tmp_path):
+        proc = subprocess.run([sys.executable, str(ROOT / "sagemaker" / "launch.py"), "--help"], cwd=cwd,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: sagemaker/launch.py"), proc.stderr[-2000:]
     sdk = launch.import_sdk()
     assert "site-packages" in sdk.__file__ and sdk.__file__.endswith("sagemaker/__init__.py")
-    import sagemaker.train
+    import sagemaker.launch  # what pkgutil.extend_path lets through: the script, which does nothing on import
 
-    assert "site-packages" in sagemaker.train.__file__
-    # The SDK's pkgutil namespace also lists the repo folder after its own: our module names must not be the SDK's.
-    sdk_modules = {p.stem for p in Path(sdk.__file__).parent.iterdir()}
-    assert not {p.stem for p in (ROOT / "sagemaker").glob("*.py")} & sdk_modules
-    # As a user runs it: the launcher's process, the repo root and sagemaker/ on sys.path, gets the SDK too.
-    proc = subprocess.run([sys.executable, "-c", "import sys; sys.path[:0] = ['.', 'sagemaker']; import launch; "
-                           "print(launch.import_sdk().__file__)"], cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0 and "site-packages/sagemaker/__init__.py" in proc.stdout, proc.stderr[-2000:]
+    assert not [name for name in vars(sagemaker.launch) if not name.startswith("__")]
+
+
+def test_plan_is_complete_when_made_and_read_only():
+    import dataclasses
+
+    args = launch.parse_args([STARTER, "--dry-run", "--region", "us-east-1", "--bucket", BUCKET, "--role", ROLE,
+                              "--job-name", "complete-1", "--instance-type", "ml.c5.xlarge"])
+    plan = launch.make_plan(args)
+    assert (plan.region, plan.bucket, plan.role, plan.job_name) == ("us-east-1", BUCKET, ROLE, "complete-1")
+    assert plan.image.endswith("/pytorch-training:2.9.0-cpu-py312") and plan.image_note
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        plan.bucket = "another"
+
+
+def test_source_archive_lists_what_git_would_ship(tmp_path):
+    """git ls-files --cached --others --exclude-standard: tracked and untracked files, not what .gitignore excludes."""
+    repo = tmp_path / "repo"
+    (repo / "outputs").mkdir(parents=True)
+    (repo / ".gitignore").write_text("outputs/\n*.log\n")
+    for name in ("train.py", "new.py", "outputs/big.bin", "run.log"):
+        (repo / name).write_text("x\n")
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "add", "train.py", ".gitignore"], cwd=repo, check=True)
+    assert launch.source_files(repo) == [".gitignore", "new.py", "train.py"]
+    (tmp_path / "not-a-repo").mkdir()
+    with pytest.raises(launch.UserError, match="git ls-files, which failed .*not a git repository"):
+        launch.source_files(tmp_path / "not-a-repo")
 
 
 def test_missing_sdk_says_how_to_install_it(monkeypatch):
@@ -156,6 +178,9 @@ def test_requirements_keep_the_images_framework(tmp_path):
     install, constraints, _ = sm_entry.requirements_plan(reqs, "tf", {"tensorflow-cpu": "2.19.0", "numpy": "1.26.4",
                                                                      "pyyaml": "6.0.4", "ray": "2.60.0"})
     assert install == ["tf-keras~=2.19.0"] and constraints == ["tensorflow-cpu==2.19.0"]
+    # Before the experiment is resolved (RLlib, which knows its default framework, not yet there): all but the frameworks.
+    install, constraints, _ = sm_entry.requirements_plan(reqs, None, {"numpy": "1.26.4"})
+    assert install == ["ray[rllib]==2.60.0", "PyYAML==6.0.4"] and constraints == []
     # Everything in place (this venv, --local): nothing to install.
     installed = {sm_entry._norm(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
     assert sm_entry.requirements_plan(ROOT / "requirements.txt", "torch", installed)[0] == []
@@ -294,7 +319,7 @@ def check_job(aws, name, dry):
     aws["s3"].download_file(bucket, key, str(archive))
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
-    assert {"train.py", "rollout.py", "sagemaker/sm_entry.py", dry["HyperParameters"]["experiment"], "requirements.txt"} <= names
+    assert {"train.py", "rollout.py", "sagemaker_tools/entry.py", dry["HyperParameters"]["experiment"], "requirements.txt"} <= names
     assert not any(n.startswith((".venv", ".git/", "outputs/")) for n in names)
     return job
 
@@ -320,11 +345,11 @@ def test_single_instance_spot_job(aws, tmp_path):
     drivers = job["InputDataConfig"][1]["DataSource"]["S3DataSource"]["S3Uri"]
     bucket, prefix = drivers.removeprefix("s3://").split("/", 1)
     uploaded = aws["s3"].get_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/sm_train.sh")["Body"].read().decode()
-    assert "source /opt/ml/input/sm_training.env" in uploaded and "exec python3 sagemaker/sm_entry.py" in uploaded
+    assert "source /opt/ml/input/sm_training.env" in uploaded and "exec python3 -m sagemaker_tools.entry" in uploaded
     plan = launch.make_plan(launch.parse_args(args[1:] + ["--local"]))
     with tempfile.TemporaryDirectory() as tmp:
-        plan.archive, _ = launch.build_archive(STARTER, tmp)
-        trainer, request = launch.local_request(plan, Path(tmp) / "job")
+        archive, _ = launch.build_archive(STARTER, tmp)
+        trainer, request = launch.build_request(plan, archive, Path(tmp) / "job")
         local = Path(request["InputDataConfig"][1]["DataSource"]["FileSystemDataSource"]["DirectoryPath"]) / "sm_train.sh"
         assert local.read_text() == uploaded
         assert request["AlgorithmSpecification"]["ContainerArguments"] == job["AlgorithmSpecification"]["ContainerArguments"]
@@ -399,7 +424,7 @@ def test_local_job_resumes_after_sigterm_and_leaves_model_artifacts(tmp_path):
     # The SDK's own start-up ran: its sm_train.sh sourced its sm_training.env (SM_HP_* for every hyperparameter)
     # and executed the entry point, which passed the overrides on to train.py with their dots and quote.
     assert "local: the SDK's start-up: /bin/bash -c chmod +x /opt/ml/input/data/sm_drivers/sm_train.sh" in out1
-    assert "Starting training script" in out1 and "Executing command: exec python3 sagemaker/sm_entry.py" in out1
+    assert "Starting training script" in out1 and "Executing command: exec python3 -m sagemaker_tools.entry" in out1
     assert "SM_HP_ENV_CONFIG__ENV_NAME=bigfish" in out1
     assert "override: config.env_config.env_name=bigfish" in out1 and 'override: config.env_config.distribution_mode="easy"' in out1
     assert "local: SIGTERM received: passing SIGTERM to each host, as SageMaker does" in out1
@@ -457,7 +482,7 @@ def test_local_two_hosts_form_one_ray_cluster(tmp_path):
     # Each host got its own /opt/ml and a core of its own; the head kept its CPU for the driver, so the env runner
     # ran on algo-1.
     assert "algo-1 (actors, local, core 0), algo-2 (learner, local, core 1, Ray head)" in out
-    assert "algo-1 | Executing command: exec python3 sagemaker/sm_entry.py" in out
+    assert "algo-1 | Executing command: exec python3 -m sagemaker_tools.entry" in out
     assert "algo-2 | sagemaker: Ray head on algo-2" in out
     assert "algo-1 | sagemaker: joined the Ray head on algo-2 with 1 CPUs" in out
     assert "algo-2 | sagemaker: Ray cluster: 2 nodes, CPUs for env runners 0+1" in out
@@ -480,7 +505,7 @@ def test_entry_point_needs_no_sdk(tmp_path):
     blocker = tmp_path / "no-sdk" / "sagemaker"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text('raise ImportError("the SageMaker SDK is blocked in this test")\n')
-    code = ("import sys; sys.path[:0] = [sys.argv[1], 'sagemaker']; import sm_entry; "
+    code = ("import sys; sys.path[:0] = [sys.argv[1], '.']; from sagemaker_tools import entry as sm_entry; "
             "print(sm_entry.split_hyperparameters({'experiment': 'e.yaml', 'stop__timesteps_total': '5', "
             "'model__custom_model_config__depths': '[16, 32]', 'env_config.env_name': 'bigfish'}))")
     proc = subprocess.run([sys.executable, "-c", code, str(blocker.parent)], cwd=ROOT, capture_output=True, text=True)
@@ -525,15 +550,16 @@ def test_what_the_sdks_driver_cannot_take_is_refused():
 
 def test_a_failed_job_with_wait_ends_in_one_line(monkeypatch):
     """moto completes every job at once, so a job that fails on SageMaker is stood in for here: the SDK's own
-    FailedStatusError, as ModelTrainer.train(wait=True) raises it, becomes the launcher's one line."""
+    FailedStatusError, as TrainingJob.wait raises it for --wait, becomes the launcher's one line."""
+    from sagemaker.core.resources import TrainingJob
     from sagemaker.core.utils.exceptions import FailedStatusError
 
-    class Trainer:
-        def train(self, wait, logs):
+    class Failing:
+        def wait(self, logs):
             raise FailedStatusError(resource_type="TrainingJob", status="Failed", reason="AlgorithmError: exit 2")
 
-    monkeypatch.setattr(launch, "model_trainer", lambda plan: Trainer())
+    monkeypatch.setattr(TrainingJob, "get", lambda **kw: Failing())
     plan = launch.Plan(exp=None, experiment=STARTER, groups=[], job_name="failing-1", spot=False, max_run_s=3600,
-                       max_wait_s=None, hyperparameters={}, metric_definitions=[], prices={})
+                       max_wait_s=None, hyperparameters={}, metric_definitions=[], prices={}, region="us-east-1")
     with pytest.raises(launch.UserError, match=r"^The job failing-1 did not complete: .*Failure Reason: AlgorithmError: exit 2"):
-        launch.submit(plan, wait=True)
+        launch.wait_for(plan, session=None)

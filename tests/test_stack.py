@@ -1,4 +1,4 @@
-"""The one-click AWS set-up: sagemaker/cloudformation.yaml and sagemaker/stack.py, which reads its outputs.
+"""The one-click AWS set-up: sagemaker/cloudformation.yaml and sagemaker_tools/stack.py, which reads its outputs.
 
 What is real and what is not:
 - cfn-lint (the pinned version) checks the whole template against CloudFormation's resource schemas,
@@ -25,11 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from sagemaker_tools import stack
 from tests.conftest import ROOT, start_moto, stop_moto
 from utils.errors import UserError
-
-sys.path.insert(0, str(ROOT / "sagemaker"))
-import stack  # noqa: E402
 
 TEMPLATE = ROOT / "sagemaker" / "cloudformation.yaml"
 BUCKET = "procgen-stack-test"
@@ -281,7 +279,7 @@ def test_bad_stack_name_is_refused_before_any_call(no_aws_config, name):
 
 def test_launch_takes_bucket_and_role_from_the_stack(aws, toolkit, capsys, monkeypatch):
     """`launch.py EXP --stack procgen`, through the real SDK on moto: the job gets the stack's role and bucket."""
-    import launch
+    from sagemaker_tools import launch
 
     monkeypatch.setenv("SAGEMAKER_VALIDATE_ROLE", "false")
     monkeypatch.delenv("SAGEMAKER_ROLE", raising=False)

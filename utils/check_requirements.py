@@ -1,31 +1,27 @@
 """Exit 0 when every `name==version` pin in the given requirement files is installed, else 1.
 
-run.sh uses it to decide whether the current Python can run the project or a .venv is needed.
-Standard library only: it runs before anything is installed.
+run.sh uses it (`python -m utils.check_requirements FILE...`) to decide whether the current Python can run the
+project or a .venv is needed. Standard library only (utils.conventions reads the pins): it runs before
+anything is installed.
 """
 
-import re
 import sys
 from importlib import metadata
 
-PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*==\s*([^\s;#]+)")
+from utils.conventions import read_pins, same_release
 
 
 def missing(paths):
     out = []
     for path in paths:
-        for line in open(path):
-            m = PIN.match(line)
-            if not m:
-                continue
-            name, version = m.group(1), m.group(3)
+        for pin in read_pins(path)[0]:
             try:
-                have = metadata.version(name)
+                have = metadata.version(pin.name)
             except metadata.PackageNotFoundError:
-                out.append(f"{name}=={version} (not installed)")
+                out.append(f"{pin.name}=={pin.version} (not installed)")
                 continue
-            if have.split("+")[0] != version.split("+")[0]:
-                out.append(f"{name}=={version} (found {have})")
+            if not same_release(have, pin.version):
+                out.append(f"{pin.name}=={pin.version} (found {have})")
     return out
 
 

@@ -18,8 +18,10 @@ import copy
 import math
 from dataclasses import dataclass, field
 
-from utils.errors import UserError, closest, unknown_name
+from utils import resources
+from utils.errors import Problems, UserError, closest, unknown_name
 from utils.loader import load_yaml, parse_value
+from utils.resolved import ResolvedSettings, attach_defaults
 
 EXPERIMENT_KEYS = {
     "run": "algorithm name (PPO, APPO, IMPALA, RandomPolicy, ...)",
@@ -29,52 +31,32 @@ EXPERIMENT_KEYS = {
     "checkpoint_at_end": "save a checkpoint when training stops",
     "keep_checkpoints_num": "keep only the newest N checkpoints (null: keep all)",
     "config": "RLlib algorithm config",
+    "disable_evaluation_worker": "AIcrowd's grader: true runs no evaluation env runner beside training (2020 kit)",
 }
 STOP_KEYS = ("timesteps_total", "training_iteration", "time_total_s", "episode_reward_mean")
 
-# 2020 starter-kit (Ray 0.8) names -> RLlib 2.60 names.
-RENAMED = {
-    "num_workers": "num_env_runners",
-    "num_envs_per_worker": "num_envs_per_env_runner",
-    "num_cpus_per_worker": "num_cpus_per_env_runner",
-    "num_gpus_per_worker": "num_gpus_per_env_runner",
-    "num_cpus_for_driver": "num_cpus_for_main_process",
-    "num_sgd_iter": "num_epochs",
-    "sgd_minibatch_size": "minibatch_size",
-    "evaluation_num_workers": "evaluation_num_env_runners",
-    "timesteps_per_iteration": "min_sample_timesteps_per_iteration",
-    "ignore_worker_failures": "ignore_env_runner_failures",
-    "recreate_failed_workers": "restart_failed_env_runners",
-}
-# Ray 0.8 keys that no longer exist: dropped with a note when they hold their old default, refused otherwise.
-REMOVED = {
-    "horizon": (None, "procgen ends its episodes itself"),
-    "soft_horizon": (False, "procgen ends its episodes itself"),
-    "no_done_at_end": (False, "episodes always end with done"),
-    "monitor": (False, "use rollout.py --video-dir for videos"),
-    "memory": (0, "Ray sizes memory itself"),
-    "object_store_memory": (0, "Ray sizes memory itself"),
-    "memory_per_worker": (0, "Ray sizes memory itself"),
-    "object_store_memory_per_worker": (0, "Ray sizes memory itself"),
-    "use_pytorch": (False, "use framework: torch"),
-    "eager": (False, "use framework: tf2"),
-}
+# 2020 (Ray 0.8 / Tune / starter kit) names and what they became: the tables are in utils/legacy.py.
 FRAMEWORKS = ("tf", "tf2", "torch")
 # Counts that must be >= 1 (the rest of the num_* keys must be >= 0).
 POSITIVE = {"num_envs_per_env_runner", "train_batch_size", "minibatch_size", "num_epochs", "rollout_fragment_length"}
-# Keys whose default is None or a class, with what a YAML value may be.
-FREE_KEYS = {"callbacks": str, "seed": int, "evaluation_config": dict, "evaluation_interval": int}
+# Keys whose RLlib default is None (or a class) have their shape checked in utils/shapes.py.
 
 
 @dataclass
-class Experiment:
-    """One resolved experiment, as it flows from the YAML file to the training loop."""
+class Experiment(ResolvedSettings):
+    """One resolved experiment, as it flows from the YAML file to the training loop.
+
+    Once validated it carries RLlib's defaults for its algorithm; the named accessors (runners, framework,
+    demand(), run_dir(), ... in utils.resolved) answer from the config where it sets a key, else from them."""
 
     name: str
     path: str
     spec: dict  # run, env, stop, checkpoint_*, config
     overrides: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    defaults: dict | None = field(default=None, repr=False)  # RLlib's default config for `run`
+    changes: list = field(default_factory=list, repr=False)  # 2020 keys and what they became (utils.legacy)
+    written_as: dict = field(default_factory=dict, repr=False)  # today's key path -> the path the file wrote
 
     @property
     def run(self):
@@ -90,7 +72,7 @@ class Experiment:
 
     @property
     def env_name(self):
-        return self.config["env_config"].get("env_name", "coinrun")
+        return self.game
 
     def to_yaml_dict(self):
         return {self.name: copy.deepcopy(self.spec)}
@@ -98,17 +80,20 @@ class Experiment:
 
 def load_experiment(path, overrides=(), cpus=None, gpus=None):
     """The whole pipeline: file + overrides -> a validated, machine-fitted Experiment."""
-    exp = read_experiment(path)
+    # Every problem of the file in one run: each step adds what it finds, then all are raised together.
+    problems = Problems(str(path))
+    exp = read_experiment(path, problems)
     apply_overrides(exp, overrides)
-    translate_old_names(exp)
-    validate(exp)
+    translate_old_names(exp, problems)
+    validate(exp, problems)
+    problems.raise_if_any()
     if cpus is not None:
         fit_resources(exp, cpus, gpus or 0)
     return exp
 
 
-def read_experiment(path):
-    data = load_yaml(path)
+def read_experiment(path, problems=None):
+    data = load_yaml(path, problems)
     if not isinstance(data, dict) or len(data) != 1:
         found = f"{len(data)} top-level keys ({', '.join(map(str, data))})" if isinstance(data, dict) else type(data).__name__
         raise UserError(f"{path}: expected one experiment (NAME: {{run: ..., config: ...}}), found {found}.")
@@ -144,77 +129,94 @@ def apply_overrides(exp, overrides):
         exp.overrides.append(f"{'.'.join(parts)}={raw}")
 
 
-def translate_old_names(exp):
-    """Map 2020 starter-kit key names onto RLlib 2.60's, with one note each."""
-    config = exp.config
-    for old, new in RENAMED.items():
-        if old in config:
-            if new in config:
-                raise UserError(f"{exp.path}: config has both {old} (old name) and {new}. Keep only {new}.")
-            config[new] = config.pop(old)
-            exp.notes.append(f"config.{old} is now config.{new}")
-    if config.get("use_pytorch") is True:
-        config.pop("use_pytorch")
-        config["framework"] = "torch"
-        exp.notes.append("config.use_pytorch: true is now config.framework: torch")
-    if "vf_share_layers" in config:
-        config.setdefault("model", {})["vf_share_layers"] = config.pop("vf_share_layers")
-        exp.notes.append("config.vf_share_layers is now config.model.vf_share_layers")
-    model = config.get("model")
-    if isinstance(model, dict) and "custom_options" in model:
-        if "custom_model_config" in model:
-            raise UserError(f"{exp.path}: config.model has both custom_options (old name) and custom_model_config. Keep one.")
-        model["custom_model_config"] = model.pop("custom_options")
-        exp.notes.append("config.model.custom_options is now config.model.custom_model_config")
-    for old, (default, why) in REMOVED.items():
-        if old not in config:
-            continue
-        value = config.pop(old)
-        if value != default and not (default == 0 and value is None):
-            raise UserError(f"{exp.path}: config.{old}: {value!r} no longer exists in RLlib ({why}). Remove the key.")
-        exp.notes.append(f"config.{old} dropped: it no longer exists in RLlib ({why})")
+def translate_old_names(exp, problems=None):
+    """Map 2020 (Ray 0.8 / Tune / starter kit) key names onto RLlib 2.60's, with one note each (utils.legacy)."""
+    from utils.legacy import translate
+
+    translate(exp, problems)
 
 
 # --------------------------------------------------------------------------- validation
 
 
 def _where(exp, key):
-    return f"{exp.path}: {key}"
+    written = _written(exp, key)
+    return f"{exp.path}: {written} (now {key})" if written != key else f"{exp.path}: {key}"
 
 
-def validate(exp):
-    """Refuse every unknown key, wrong type and impossible value, naming the fix."""
+def _written(exp, path):
+    """The key path as the file wrote it, when the translation of 2020 names renamed it; else `path`."""
+    for new, old in exp.written_as.items():
+        if path == new or path.startswith(new + "."):
+            return old + path[len(new):]
+    return path
+
+
+def _note_vf_clip_meaning(exp):
+    """`run: PPO` with vf_clip_param: say that the key changed meaning since Ray 0.8 (the 2020 kit)."""
+    config = exp.spec.get("config")
+    if exp.spec.get("run") == "PPO" and isinstance(config, dict) and "vf_clip_param" in config:
+        exp.notes.append(
+            f"vf_clip_param {config['vf_clip_param']} with run: PPO clamps the squared value error at that value "
+            "(RLlib 2.60); in Ray 0.8 (the 2020 kit) it clipped the value prediction around the old one, as the "
+            "Procgen paper's ppo2 does. For that meaning, and the paper's PPO, use run: ProcgenPPO."
+        )
+
+
+def validate(exp, problems=None):
+    """Refuse every unknown key, wrong type and impossible value, naming the fix: all of them in one run."""
     from registry import algorithm_class, env_module
+    from utils.algorithm_support import check_algorithm
 
+    own = problems is None
+    problems = problems or Problems(exp.path)
     spec = exp.spec
     for key in spec:
         if key not in EXPERIMENT_KEYS:
-            raise UserError(
+            problems.add(UserError(
                 f'{exp.path}: unknown key "{key}" in experiment {exp.name}.{closest(key, EXPERIMENT_KEYS)} '
                 f"Allowed: {', '.join(EXPERIMENT_KEYS)}."
-            )
-    if "run" not in spec:
-        raise UserError(f"{exp.path}: experiment {exp.name} has no `run`. Add e.g. run: PPO (or RandomPolicy).")
-    if not isinstance(spec["run"], str):
-        raise UserError(f"{exp.path}: run must be an algorithm name such as PPO, not {spec['run']!r}.")
-    algo_cls = algorithm_class(spec["run"], where=exp.path)
+            ))
+    algo_cls = None
+    with problems.check():
+        if "run" not in spec:
+            raise UserError(f"{exp.path}: experiment {exp.name} has no `run`. Add e.g. run: PPO (or RandomPolicy).")
+        if not isinstance(spec["run"], str):
+            raise UserError(f"{exp.path}: run must be an algorithm name such as PPO, not {spec['run']!r}.")
+        check_algorithm(spec["run"], exp.path)  # listed by RLlib, yet cannot train on Procgen here
+        algo_cls = algorithm_class(spec["run"], where=exp.path)
     config = spec["config"]
     if not isinstance(config, dict):
-        raise UserError(f"{_where(exp, 'config')} must be a mapping of RLlib settings, not {config!r}.")
-    if "env" in config:
-        if "env" in spec and spec["env"] != config["env"]:
-            raise UserError(f"{exp.path}: env is given twice ({spec['env']} and config.env: {config['env']}). Keep one.")
-        spec["env"] = config.pop("env")
-    if "env" not in spec:
-        raise UserError(f"{exp.path}: experiment {exp.name} has no `env`. Add env: procgen_env_wrapper.")
-    env_mod = env_module(spec["env"], where=exp.path)
-    config["env_config"] = env_mod.check_config(config.get("env_config") or {}, where=_where(exp, "config.env_config"))
-    _validate_stop(exp)
-    _validate_checkpointing(exp)
-    defaults = algo_cls.get_default_config().to_dict()
-    _validate_mapping(exp, config, defaults, "config", skip={"env_config", "model"})
-    _validate_model(exp, config, defaults["model"])
-    _validate_values(exp, config)
+        problems.add(UserError(f"{_where(exp, 'config')} must be a mapping of RLlib settings, not {config!r}."))
+        config = None
+    with problems.check():
+        if config is not None and "env" in config:
+            if "env" in spec and spec["env"] != config["env"]:
+                raise UserError(f"{exp.path}: env is given twice ({spec['env']} and config.env: {config['env']}). Keep one.")
+            spec["env"] = config.pop("env")
+        if "env" not in spec:
+            raise UserError(f"{exp.path}: experiment {exp.name} has no `env`. Add env: procgen_env_wrapper.")
+        env_mod = env_module(spec["env"], where=exp.path)
+        if config is not None:
+            config["env_config"] = env_mod.check_config(config.get("env_config") or {}, where=_where(exp, "config.env_config"))
+    for step in (_validate_stop, _validate_checkpointing, _validate_grader_keys):
+        with problems.check():
+            step(exp)
+    _note_vf_clip_meaning(exp)
+    if algo_cls is not None and config is not None:
+        defaults = attach_defaults(exp, algo_cls).defaults
+        _validate_mapping(exp, config, defaults, "config", skip={"env_config", "model"}, problems=problems)
+        with problems.check():
+            _validate_model(exp, config, defaults["model"], problems)
+        _validate_values(exp, config, problems)
+    if own:
+        problems.raise_if_any()
+
+
+def _validate_grader_keys(exp):
+    value = exp.spec.get("disable_evaluation_worker", False)
+    if not isinstance(value, bool):
+        raise UserError(f"{_where(exp, 'disable_evaluation_worker')} must be true or false, not {value!r}.")
 
 
 def _validate_stop(exp):
@@ -246,19 +248,29 @@ def _validate_checkpointing(exp):
             raise UserError(f"{_where(exp, 'keep_checkpoints_num')} must be >= 1 or null (keep all), not {keep}.")
 
 
-def _validate_mapping(exp, given, defaults, prefix, skip=()):
+def _validate_mapping(exp, given, defaults, prefix, skip=(), problems=None):
+    from utils.legacy import unknown_key_hint
+    from utils.shapes import SHAPES, check_shape
+
+    own = problems is None
+    problems = problems or Problems(exp.path)
     for key, value in given.items():
         path = f"{prefix}.{key}"
         if key in skip:
             continue
-        if key not in defaults:
-            hint = closest(key, defaults) or " See RLlib's AlgorithmConfig for the key names."
-            raise UserError(f'{exp.path}: unknown key "{path}".{hint}')
-        if key in FREE_KEYS:
-            if value is not None and not isinstance(value, FREE_KEYS[key]):
-                raise UserError(f"{_where(exp, path)} must be a {FREE_KEYS[key].__name__}, not {value!r}.")
-            continue
-        _check_type(exp, path, value, defaults[key])
+        with problems.check():
+            if key not in defaults:
+                raise UserError(f'{exp.path}: unknown key "{_written(exp, path)}".{unknown_key_hint(exp, key, defaults, prefix)}')
+            if type(defaults[key]) is int and defaults[key] == -1 and not key.endswith("rollout_fragment_length"):
+                # RLlib's DEPRECATED_VALUE: the name is kept only to raise on it, so no value of it can work.
+                raise UserError(f"{_where(exp, path)}: RLlib 2.60 keeps {key} only as a deprecated placeholder, "
+                                "with no effect. Remove it.")
+            if path in SHAPES:
+                check_shape(_where(exp, path), path, value)
+                continue
+            _check_type(exp, path, value, defaults[key])
+    if own:
+        problems.raise_if_any()
 
 
 def _check_type(exp, path, value, default):
@@ -295,87 +307,102 @@ def _type_name(t):
             tuple: "a list", dict: "a mapping"}.get(t, t.__name__)
 
 
-def _validate_model(exp, config, model_defaults):
-    from models import MODELS
-    from preprocessors import PREPROCESSORS
-    from registry import model_class
+def _validate_model(exp, config, model_defaults, problems=None):
+    from registry import model_framework, model_names, preprocessor_names
 
     model = config.setdefault("model", {})
     if not isinstance(model, dict):
         raise UserError(f"{_where(exp, 'config.model')} must be a mapping, not {model!r}.")
-    _validate_mapping(exp, model, model_defaults, "config.model", skip={"custom_model_config"})
+    _validate_mapping(exp, model, model_defaults, "config.model", skip={"custom_model_config"}, problems=problems)
     name = model.get("custom_model")
-    framework = config.get("framework", "torch")
+    framework = exp.framework
     if framework not in FRAMEWORKS:
         raise unknown_name("framework", framework, FRAMEWORKS, _where(exp, "config.framework"))
     custom = model.get("custom_model_config") or {}
     if name is not None:
-        if name not in MODELS:
-            raise unknown_name("model", name, MODELS, _where(exp, "config.model.custom_model"))
-        needs = MODELS[name][1]
+        if name not in model_names():
+            raise unknown_name("model", name, model_names(), _where(exp, "config.model.custom_model"))
+        needs = model_framework(name)
+        if _check_model_file(exp, name, problems):
+            return  # importing a Ray 0.8 model file would fail on what was just reported
         if needs != ("torch" if framework == "torch" else "tf"):
-            twins = [m for m, (_, fw) in MODELS.items() if fw == ("torch" if framework == "torch" else "tf")]
+            twins = [m for m in model_names() if model_framework(m) == ("torch" if framework == "torch" else "tf")]
             raise UserError(
                 f"{_where(exp, 'config.model.custom_model')}: {name} is a {needs} model but framework is {framework}. "
                 f"Use one of {', '.join(twins)}, or set framework to {'torch' if needs == 'torch' else 'tf'}."
             )
-        allowed = getattr(model_class(name), "DEFAULT_CONFIG", {})
+        allowed = getattr(_import_model(name), "DEFAULT_CONFIG", None)
         if not isinstance(custom, dict):
             raise UserError(f"{_where(exp, 'config.model.custom_model_config')} must be a mapping, not {custom!r}.")
-        _validate_mapping(exp, custom, allowed, "config.model.custom_model_config")
+        # A model without DEFAULT_CONFIG (as 2020's models were) reads its options itself: they stay unchecked.
+        if allowed is not None:
+            _validate_mapping(exp, custom, allowed, "config.model.custom_model_config", problems=problems)
     elif custom:
         raise UserError(f"{_where(exp, 'config.model.custom_model_config')} is set but no custom_model is. Set config.model.custom_model.")
     pre = model.get("custom_preprocessor")
-    if pre is not None and pre not in PREPROCESSORS:
-        raise unknown_name("preprocessor", pre, PREPROCESSORS, _where(exp, "config.model.custom_preprocessor"))
+    if pre is not None and pre not in preprocessor_names():
+        raise unknown_name("preprocessor", pre, preprocessor_names(), _where(exp, "config.model.custom_preprocessor"))
 
 
-def _validate_values(exp, config):
+def _check_model_file(exp, name, problems):
+    """Ray 0.8 idioms in the model's file, each with file, line and the change (utils/model_files.py)."""
+    from models import MODELS
+    from utils.model_files import ray08_problems
+
+    found = ray08_problems(name, MODELS[name][0])
+    if found and problems is not None:
+        for error in found:
+            problems.add(error)
+    elif found:
+        raise found[0]
+    return bool(found)
+
+
+def _import_model(name):
+    """The model's class; a file that fails to import is one message naming its file, line and error."""
+    import traceback
+
+    from models import MODELS
+    from registry import model_class
+
+    try:
+        return model_class(name)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001  (any error of the user's model file)
+        module = MODELS[name][0].partition(":")[0]
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if "/models/" in f.filename]
+        where = f"models/{frames[-1].filename.rsplit('/models/', 1)[1]}:{frames[-1].lineno}" if frames else module
+        raise UserError(f"{where}: model {name} cannot be imported: {type(e).__name__}: {e}. Fix that line.") from None
+
+
+def _validate_values(exp, config, problems=None):
+    own = problems is None
+    problems = problems or Problems(exp.path)
     for key, value in config.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         if key in POSITIVE and value < 1:
-            raise UserError(f"{_where(exp, f'config.{key}')} must be >= 1, not {value}.")
-        if (key.startswith("num_") or key in ("lr", "entropy_coeff", "grad_clip")) and value < 0:
-            raise UserError(f"{_where(exp, f'config.{key}')} must be >= 0, not {value}.")
+            problems.add(UserError(f"{_where(exp, f'config.{key}')} must be >= 1, not {value}."))
+        elif (key.startswith("num_") or key in ("entropy_coeff", "grad_clip")) and value < 0:
+            problems.add(UserError(f"{_where(exp, f'config.{key}')} must be >= 0, not {value}."))
     gamma = config.get("gamma")
-    if gamma is not None and not 0 < gamma <= 1:
-        raise UserError(f"{_where(exp, 'config.gamma')} must be in (0, 1], not {gamma}.")
-    if "lr" in config and config["lr"] <= 0:
-        raise UserError(f"{_where(exp, 'config.lr')} must be > 0, not {config['lr']}.")
+    if isinstance(gamma, (int, float)) and not 0 < gamma <= 1:
+        problems.add(UserError(f"{_where(exp, 'config.gamma')} must be in (0, 1], not {gamma}."))
+    lr = config.get("lr")
+    if isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr <= 0:
+        problems.add(UserError(f"{_where(exp, 'config.lr')} must be > 0, not {lr}."))
+    if own:
+        problems.raise_if_any()
 
 
 # --------------------------------------------------------------------------- resources
 
 
 def fit_resources(exp, cpus, gpus):
-    """Shrink workers and GPU shares that this machine cannot give, keeping the train batch the same."""
-    config = exp.config
-    if exp.run == "RandomPolicy":
-        config.setdefault("num_env_runners", 0)
-    workers = config.get("num_env_runners", 2)
-    envs = config.get("num_envs_per_env_runner", 1)
-    driver_cpus = config.get("num_cpus_for_main_process", 1)
-    per_worker = config.get("num_cpus_per_env_runner", 1)
-    room = max(0, int((cpus - driver_cpus) // per_worker)) if per_worker else workers
-    if workers > room:
-        total_envs = max(workers, 1) * envs
-        why = f"this machine has {cpus} CPUs ({driver_cpus} for the learner, {per_worker} per env runner)"
-        if room == 1 and config.get("framework") == "torch":
-            # Measured (`./run.sh --bench --sweep --repeats 3`, 2 cores): one torch env runner beside the learner
-            # trains at 0.90 of sampling in the learner process, where sampling gets both cores (README,
-            # Benchmark). TF measured 0 runners at 0.92-1.00 of one runner, so TF keeps its runner.
-            room = 0
-            why += "; with torch, sampling in the learner process measured faster than one env runner"
-        new_envs = math.ceil(total_envs / max(room, 1))
-        exp.notes.append(f"num_env_runners {workers} -> {room} and num_envs_per_env_runner {envs} -> {new_envs}: {why}")
-        config["num_env_runners"], config["num_envs_per_env_runner"] = room, new_envs
-    workers = config.get("num_env_runners", 2)
-    asked = config.get("num_gpus", 0) + workers * config.get("num_gpus_per_env_runner", 0)
-    if asked > gpus:
-        exp.notes.append(f"num_gpus {config.get('num_gpus', 0)} -> 0 and num_gpus_per_env_runner -> 0: this machine has {gpus} GPUs")
-        config["num_gpus"] = 0
-        config["num_gpus_per_env_runner"] = 0
+    """Shrink env runners and GPU shares that this machine cannot give, keeping the train batch the same
+    (utils.resources.fit_machine); the changes go into the config, their notes into exp.notes."""
+    return exp.apply(resources.fit_machine(exp.demand(), cpus, gpus))
 
 
 # A deliberately pessimistic env-steps/s for one env runner, to size sample_timeout_s: about 1/100 of what
@@ -428,7 +455,7 @@ def build_algorithm_config(exp):
     config = copy.deepcopy(exp.config)
     config.pop("env_config")
     config.get("model", {}).pop("custom_preprocessor", None)
-    env_config = runtime_env_config(exp, config.get("num_envs_per_env_runner", 1))
+    env_config = runtime_env_config(exp, exp.envs_per_runner)
     callbacks = config.pop("callbacks", None)
     algo_cfg = algorithm_class(exp.run).get_default_config()
     algo_cfg.api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)

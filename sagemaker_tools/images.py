@@ -155,7 +155,7 @@ def _job_gpus(instances):
                             "(e.g. gpu: T4) so the image's CUDA can be checked against it, or pass --image URI.")
         if model not in COMPUTE_CAPABILITY:
             raise UserError(f'GPU model "{model}" of {itype} (sagemaker/prices.yaml) has no compute capability in '
-                            f"sagemaker/images.py (known: {', '.join(COMPUTE_CAPABILITY)}). Add it from "
+                            f"sagemaker_tools/images.py (known: {', '.join(COMPUTE_CAPABILITY)}). Add it from "
                             "https://developer.nvidia.com/cuda-gpus, or pass --image URI.")
         gpus.append((itype, model, COMPUTE_CAPABILITY[model]))
     return gpus
@@ -208,8 +208,8 @@ def _refusal(sdk_fw, package, pinned, versions, candidates, gpu):
 def _unknown(sdk_fw, version):
     cuda = image_cuda(sdk_fw, version)
     if cuda is None:
-        return "its CUDA version is unknown: add it to DLC_BUILDS in sagemaker/images.py"
-    return f"CUDA {_cc(cuda)} has no compute-capability floor: add it to CUDA_FLOOR in sagemaker/images.py"
+        return "its CUDA version is unknown: add it to DLC_BUILDS in sagemaker_tools/images.py"
+    return f"CUDA {_cc(cuda)} has no compute-capability floor: add it to CUDA_FLOOR in sagemaker_tools/images.py"
 
 
 def _cc(cc):

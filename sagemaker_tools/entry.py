@@ -1,7 +1,7 @@
-#!/usr/bin/env python
 """Entry point inside a SageMaker training job (and a `launch.py --local` one): SageMaker's files in, train.py out.
 
-SageMaker starts this on every host of the job, in the unpacked source archive. It needs no SageMaker SDK:
+SageMaker starts this (`python3 -m sagemaker_tools.entry`) on every host of the job, in the unpacked source
+archive. It needs no SageMaker SDK:
 
     /opt/ml/input/config/hyperparameters.json  `experiment` plus train.py overrides (KEY: VALUE)
     /opt/ml/input/config/resourceconfig.json   hosts and instance groups: who starts the Ray head
@@ -31,9 +31,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from utils.conventions import LEARNER_GROUP, read_pins  # standard library only: runs before pip
+from utils.conventions import normalize as _norm
+
 CODE = Path(__file__).resolve().parents[1]
-if str(CODE) not in sys.path:
-    sys.path.insert(1, str(CODE))
 
 ML = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model")).parent
 CONFIG_DIR = Path(os.environ.get("SM_INPUT_CONFIG_DIR", str(ML / "input" / "config")))
@@ -45,13 +46,11 @@ OUTPUT = ML / "output"
 TENSORBOARD = os.environ.get("PROCGEN_SM_TENSORBOARD")
 RAY_PORT = int(os.environ.get("PROCGEN_SM_RAY_PORT", "6379"))
 JOIN_TIMEOUT_S = float(os.environ.get("PROCGEN_SM_JOIN_TIMEOUT", "900"))
-LEARNER_GROUP = "learner"
 # Hyperparameters that are not train.py overrides.
 RESERVED = {"experiment": "the experiment YAML, relative to the source archive", "rollout_episodes": "episodes of the final rollout"}
 # The deep-learning framework comes from the image: these pins are never re-installed over it.
 # name in requirements.txt -> the distributions that provide it
 FRAMEWORK_PACKAGES = {"torch": ("torch",), "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-gpu", "intel-tensorflow")}
-PIN = re.compile(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*==\s*([^\s;#]+)")
 
 
 class JobError(Exception):
@@ -103,12 +102,12 @@ def _host_key(host):
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", host)]
 
 
-def cluster_layout(rc):
+def cluster_layout(resource_config):
     """resourceconfig.json -> (this host, all hosts, head host, this host's group)."""
-    hosts = sorted(rc.get("hosts") or [rc.get("current_host", "algo-1")], key=_host_key)
-    current = rc.get("current_host", hosts[0])
-    groups = rc.get("instance_groups") or []
-    group = rc.get("current_group_name")
+    hosts = sorted(resource_config.get("hosts") or [resource_config.get("current_host", "algo-1")], key=_host_key)
+    current = resource_config.get("current_host", hosts[0])
+    groups = resource_config.get("instance_groups") or []
+    group = resource_config.get("current_group_name")
     if len(groups) > 1:  # a heterogeneous job; a homogeneous one has a single group, homogeneousCluster
         learners = [g for g in groups if g.get("instance_group_name") == LEARNER_GROUP]
         if not learners or not learners[0].get("hosts"):
@@ -151,16 +150,16 @@ def host_resources():
 def requirements_plan(req_file, framework, installed):
     """What to pip install so the repo's pins hold, keeping the image's own torch / TensorFlow.
 
+    framework: the experiment's ("torch", "tf", "tf2"), or None for everything but the frameworks (the
+    experiment's framework is RLlib's default unless it says, and RLlib is among what this installs).
     installed: {normalized name: version}. Returns (specs to install, constraints, notes)."""
-    want = "torch" if framework == "torch" else "tensorflow"
+    want = None if framework is None else "torch" if framework == "torch" else "tensorflow"
     install, constraints, notes = [], [], []
-    for line in Path(req_file).read_text().splitlines():
-        m = PIN.match(line)
-        if not m:
-            continue
-        name, extras, version = m.group(1), m.group(2) or "", m.group(3)
-        key = _norm(name)
+    for pin in read_pins(req_file)[0]:
+        name, extras, version, key = pin.name, pin.extras, pin.version, pin.key
         have = installed.get(key)
+        if framework is None and (key in FRAMEWORK_PACKAGES or key == "tf-keras"):
+            continue
         if key in FRAMEWORK_PACKAGES:
             provider = next((p for p in FRAMEWORK_PACKAGES[key] if installed.get(p)), None)
             if provider:
@@ -182,10 +181,6 @@ def requirements_plan(req_file, framework, installed):
         if have is None or _base(have) != _base(version):
             install.append(f"{name}{extras}=={version}")
     return install, constraints, notes
-
-
-def _norm(name):
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _base(version):
@@ -215,47 +210,22 @@ def ensure_requirements(framework):
 
 
 def derive_overrides(exp, total_cpus, head_gpus):
-    """Overrides that spread the experiment over the cluster without changing its batch semantics.
+    """(train.py overrides, notes) that spread the resolved experiment over the job's cluster
+    (utils.resources.spread_cluster: more env runners over the same games; shrinking is train.py's fitting)."""
+    from utils.resources import spread_cluster
 
-    Env runners grow to use the CPUs the cluster has (the same number of games in total, split over
-    more runners, so rollout_fragment_length and train_batch_size stay as the YAML says). Shrinking
-    to a smaller machine is train.py's own fitting."""
-    config = exp.config
-    out, notes = [], []
-    if "num_env_runners" not in config:
-        return out, notes  # RLlib's default layout: left alone
-    driver = config.get("num_cpus_for_main_process", 1)
-    per_runner = config.get("num_cpus_per_env_runner", 1) or 1
-    runners = config.get("num_env_runners", 2)
-    envs = config.get("num_envs_per_env_runner", 1)
-    games = max(runners, 1) * envs
-    room = int((total_cpus - driver) // per_runner)
-    if runners >= 1 and room > runners:
-        new = max(d for d in range(1, games + 1) if games % d == 0 and d <= room)
-        if new > runners:
-            out += [f"num_env_runners={new}", f"num_envs_per_env_runner={games // new}"]
-            notes.append(f"num_env_runners {runners} -> {new} and num_envs_per_env_runner {envs} -> {games // new}: "
-                         f"{total_cpus} CPUs in the cluster, still {games} games per sampling round")
-    num_gpus = config.get("num_gpus", 0)
-    if head_gpus and num_gpus > head_gpus:
-        out.append(f"num_gpus={head_gpus}")
-        notes.append(f"num_gpus {num_gpus} -> {head_gpus}: the learner host has {head_gpus}")
-    elif head_gpus and not num_gpus:
-        notes.append(f"the learner host has {head_gpus} GPU(s) but the experiment sets num_gpus 0; "
-                     "launch with --set num_gpus=1 to train on it")
-    return out, notes
+    fit = spread_cluster(exp.demand(), total_cpus, head_gpus)
+    return fit.as_args(), fit.notes
 
 
 def describe_resources(exp, derived, total_cpus, total_gpus, hosts):
     from utils.config import apply_overrides
 
     apply_overrides(exp, derived)
-    c = exp.config
-    runners = c.get("num_env_runners", 2)
+    d = exp.demand()
     log(f"resources: {len(hosts)} host(s), {total_cpus} CPUs, {total_gpus} GPUs; learner (driver) "
-        f"{c.get('num_cpus_for_main_process', 1)} CPU + {c.get('num_gpus', 0)} GPU on the head; {runners} env runner(s) x "
-        f"{c.get('num_envs_per_env_runner', 1)} games, {c.get('num_cpus_per_env_runner', 1)} CPU + "
-        f"{c.get('num_gpus_per_env_runner', 0)} GPU each; train_batch_size {c.get('train_batch_size', 'default')}")
+        f"{d.driver_cpus:g} CPU + {d.gpus:g} GPU on the head; {d.runners} env runner(s) x {d.envs_per_runner} games, "
+        f"{d.cpus_per_runner:g} CPU + {d.gpus_per_runner:g} GPU each; train_batch_size {exp.train_batch}")
 
 
 # --------------------------------------------------------------------------- Ray cluster
@@ -442,6 +412,7 @@ def main():
     try:
         from utils.config import apply_overrides, read_experiment, translate_old_names
         from utils.errors import UserError
+        from utils.resolved import attach_defaults
 
         hps = read_json(CONFIG_DIR / "hyperparameters.json")
         rc_config = read_json(CONFIG_DIR / "resourceconfig.json", default={"current_host": "algo-1", "hosts": ["algo-1"]})
@@ -458,7 +429,13 @@ def main():
             translate_old_names(exp)
         except UserError as e:
             raise JobError(str(e)) from None
-        ensure_requirements(exp.config.get("framework", "torch"))
+        # RLlib first (it knows the experiment's defaults, the framework among them), then that framework.
+        ensure_requirements(None)
+        try:
+            attach_defaults(exp)
+        except UserError as e:
+            raise JobError(str(e)) from None
+        ensure_requirements(exp.framework)
 
         if len(hosts) > 1 and role == "worker":
             return run_worker(head, host_address(head), host_address(current), cpus, gpus)
@@ -467,7 +444,7 @@ def main():
         total_cpus, total_gpus, head_gpus = cpus, gpus, gpus
         if len(hosts) > 1:
             addr = host_address(current)
-            driver_cpus = exp.config.get("num_cpus_for_main_process", 1)
+            driver_cpus = exp.driver_cpus
             # The driver (learner) runs in train.py on this host: Ray schedules env runners on the rest.
             ray_proc = start_ray(["--head", f"--port={RAY_PORT}", "--include-dashboard=false"],
                                  max(0, cpus - driver_cpus), gpus, addr)

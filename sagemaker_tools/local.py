@@ -1,6 +1,6 @@
 """`launch.py --local`: the job SageMaker would run, on this machine, with the SDK's own start-up path.
 
-The installed SDK builds the job (ModelTrainer in its LOCAL_CONTAINER mode, launch.local_request): the
+The installed SDK builds the job (ModelTrainer in its LOCAL_CONTAINER mode, launch.build_request): the
 CreateTrainingJob request and the `sm_drivers` channel it would upload (sm_train.sh, scripts/environment.py,
 sourcecode.json, ...). This module plays SageMaker's part from there, without Docker:
 
@@ -35,11 +35,12 @@ import threading
 import time
 from pathlib import Path
 
+from utils.conventions import LEARNER_GROUP
+
 ROOT = Path(__file__).resolve().parents[1]
 OPT_ML = Path("/opt/ml")
 STOP_GRACE_S = float(os.environ.get("PROCGEN_SM_STOP_GRACE", "120"))  # SageMaker's: 120 s after SIGTERM
 WORKER_LINGER_S = 60  # other hosts leave on their own a few seconds after the head; after this they are stopped
-LEARNER_GROUP = "learner"
 HOMOGENEOUS = "homogeneousCluster"  # the group name SageMaker gives a homogeneous job
 # What of this machine's environment a host keeps, as an image's ENV would set it: where Python and its
 # packages are, locale, and the knobs of TF/Ray/CUDA/this project. Not AWS credentials, not SAGEMAKER_ROLE,
@@ -87,14 +88,23 @@ def check_host():
 def layout(request):
     """[(host, group name, instance type)] in SageMaker's algo-N naming, and the head host."""
     resources = request["ResourceConfig"]
-    groups = resources.get("InstanceGroups") or [
-        {"InstanceGroupName": HOMOGENEOUS, "InstanceType": resources["InstanceType"], "InstanceCount": resources["InstanceCount"]}]
+    groups = [(g["InstanceGroupName"], g["InstanceType"], g["InstanceCount"]) for g in resources.get("InstanceGroups") or []]
+    return hosts_of(groups or [(None, resources["InstanceType"], resources["InstanceCount"])])
+
+
+def hosts_of(groups):
+    """[(group name or None for a homogeneous job, instance type, count)] -> ([(host, group, type)], head host)."""
     hosts = []
-    for g in groups:
-        for _ in range(g["InstanceCount"]):
-            hosts.append((f"algo-{len(hosts) + 1}", g["InstanceGroupName"], g["InstanceType"]))
+    for name, itype, count in groups:
+        for _ in range(count):
+            hosts.append((f"algo-{len(hosts) + 1}", name or HOMOGENEOUS, itype))
     learners = [h for h, group, _ in hosts if group in (LEARNER_GROUP, HOMOGENEOUS)]
     return hosts, (learners or [hosts[0][0]])[0]
+
+
+def head_host(groups):
+    """The host that runs the Ray head and the learner (its /opt/ml/model holds the model)."""
+    return hosts_of(groups)[1]
 
 
 def resource_config(host, hosts):
