@@ -4,9 +4,11 @@
 #   ./run.sh --rollout   evaluate the newest checkpoint of $EXPERIMENT (or $CHECKPOINT) for $EPISODES episodes
 #   ./run.sh --test      run the test suite (extra args go to pytest)
 #   ./run.sh --validate  preflight for AIcrowd's grader (seconds, no training): aicrowd.json, budget, resources, $ENVS
-#   ./run.sh --evaluate  grade locally: train + roll out each game of $ENVS (TIMESTEPS, TIME_LIMIT, EPISODES), score
+#   ./run.sh --evaluate  grade locally: train + roll out each game of $ENVS (TIMESTEPS, TIME_LIMIT, EPISODES), score;
+#                        NUM_LEVELS=200: the generalization track (unseen levels); WEIGHTS=game:1/12,...: weighted mean
 #   ./run.sh --submit "description"   preflight, then aicrowd submission create (pushes a submission- tag)
 #   ./run.sh --bench     throughput of this machine against its limits (procgen, RLlib, compute ceiling, training)
+#   ./run.sh --migrate OLD.yaml [NEW.yaml]   rewrite a 2020 (Ray 0.8) experiment in today's names, a comment per change
 # Outside AIcrowd's grader it installs what is missing itself: a .venv from the pinned requirements.
 export EXPERIMENT=${EXPERIMENT:-experiments/impala-baseline.yaml}
 export EPISODES=${EPISODES:-5}
@@ -34,7 +36,7 @@ python_for() {
     command -v python3 || command -v python
     return
   fi
-  if [[ -x .venv/bin/python ]] && .venv/bin/python utils/check_requirements.py "${reqs[@]}" 2>/dev/null; then
+  if [[ -x .venv/bin/python ]] && .venv/bin/python -m utils.check_requirements "${reqs[@]}" 2>/dev/null; then
     echo .venv/bin/python
     return
   fi
@@ -44,7 +46,7 @@ python_for() {
     echo "error: no python3 found. Install Python 3.11 and run this again." >&2
     return 1
   fi
-  if [[ ! -x .venv/bin/python ]] && "$sys_py" utils/check_requirements.py "${reqs[@]}" 2>/dev/null; then
+  if [[ ! -x .venv/bin/python ]] && "$sys_py" -m utils.check_requirements "${reqs[@]}" 2>/dev/null; then
     echo "$sys_py"
     return
   fi
@@ -88,12 +90,16 @@ case "$cmd" in
     PY=$(python_for requirements.txt)
     exec "$PY" scripts/bench.py "$@"
     ;;
+  --migrate)
+    PY=$(python_for requirements.txt)
+    exec "$PY" -m utils.migrate "$@"
+    ;;
   -h|--help|"")
     usage
     [[ -n "$cmd" ]]
     ;;
   *)
-    echo "error: unknown command \"$cmd\". Use one of: --train, --rollout, --test, --validate, --evaluate, --submit, --bench." >&2
+    echo "error: unknown command \"$cmd\". Use one of: --train, --rollout, --test, --validate, --evaluate, --submit, --bench, --migrate." >&2
     exit 2
     ;;
 esac

@@ -7,7 +7,9 @@ checkpoint) and the last checkpoint is rolled out, as on the grader.
 
 Settings (environment variables, as run.sh's others): EXPERIMENT, ENVS (default: the six public round-2
 games; `all`: the 16), TIMESTEPS (env steps per game, default and at most 8000000), TIME_LIMIT (wall clock
-per game's training, default 2h), EPISODES (rollout episodes, default 5), OUTPUTS_DIR.
+per game's training, default 2h), EPISODES (rollout episodes, default 5), OUTPUTS_DIR, NUM_LEVELS (the
+generalization track: train on levels [0, N), score on unseen ones; tracks.py), WEIGHTS (per-game weights for a
+weighted mean beside the plain one).
 """
 
 import json
@@ -20,8 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from aicrowd_tools import tracks
 from aicrowd_tools.grader import (
-    GRADER_CPUS,
     GRADER_GPUS,
     MAX_ENV_STEPS,
     MAX_TRAIN_SECONDS,
@@ -30,6 +32,9 @@ from aicrowd_tools.grader import (
     parse_duration,
     parse_games,
 )
+from aicrowd_tools.tracks import level_ranges, parse_num_levels, parse_weights
+from utils import conventions
+from utils.conventions import DEFAULT_EXPERIMENT, DEFAULT_OUTPUTS_DIR
 from utils.errors import UserError
 
 GRACE_SECONDS = 120  # after SIGTERM at the time limit, how long train.py may take to save its checkpoint
@@ -44,7 +49,6 @@ class Current:
     step = None
     rows = []
     report = None  # (settings, exp, resources, eval_dir) once the evaluation has started
-DEFAULT_EXPERIMENT = "experiments/impala-baseline.yaml"
 
 
 @dataclass
@@ -55,23 +59,31 @@ class Settings:
     time_limit: float
     episodes: int
     outputs_dir: Path
+    num_levels: int = 0  # 0: the default track (unlimited levels); N: generalization, train on [0, N)
+    weights: dict | None = None  # game -> weight for the weighted mean (WEIGHTS)
 
 
 def read_settings(environ):
     """Settings from the environment; UserError naming the variable on bad input."""
+    games = parse_games(environ.get("ENVS", ""))
     return Settings(
         experiment=environ.get("EXPERIMENT") or DEFAULT_EXPERIMENT,
-        games=parse_games(environ.get("ENVS", "")),
+        games=games,
+        num_levels=parse_num_levels(environ.get("NUM_LEVELS")),
+        weights=parse_weights(environ.get("WEIGHTS"), games),
         timesteps=parse_count(environ.get("TIMESTEPS") or MAX_ENV_STEPS, "TIMESTEPS", 2048, maximum=MAX_ENV_STEPS),
         time_limit=parse_duration(environ.get("TIME_LIMIT") or MAX_TRAIN_SECONDS, "TIME_LIMIT"),
         episodes=parse_count(environ.get("EPISODES") or 5, "EPISODES", 5),
-        outputs_dir=Path(environ.get("OUTPUTS_DIR") or "outputs"),
+        outputs_dir=Path(environ.get("OUTPUTS_DIR") or DEFAULT_OUTPUTS_DIR),
     )
 
 
-def grader_resources(aicrowd_gpu):
-    """This machine's CPUs and GPUs, capped at what the grader gives."""
-    cpus = min(GRADER_CPUS, len(os.sched_getaffinity(0)))
+def grader_resources(exp, aicrowd_gpu):
+    """This machine's CPUs and GPUs, capped at what the grader gives training beside its evaluation runner
+    (utils.resources.grader_machine, the rule --validate checks)."""
+    from utils.resources import grader_machine
+
+    cpus = min(grader_machine(exp.demand(), exp.evaluation_worker, aicrowd_gpu)[0], len(os.sched_getaffinity(0)))
     gpus = 0
     if aicrowd_gpu:
         try:
@@ -110,6 +122,8 @@ def game_experiment(settings, game, path):
     spec["config"] = config
     env_config = config.get("env_config") or {}
     env_config["env_name"] = game
+    if settings.num_levels:  # the generalization track: the grader set the training levels the same way
+        env_config["start_level"], env_config["num_levels"] = level_ranges(settings.num_levels)["train"]
     config["env_config"] = env_config
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -210,7 +224,7 @@ def train_game(root, settings, ctx_env, exp, game, game_dir, resources):
     log = game_dir / "train.log"
     rc, wall, hit = run_logged(cmd, root, ctx_env, log, limit=settings.time_limit, guard=Current.guard,
                                step=f"{game}'s training")
-    run_dir = game_dir / "outputs" / exp.name / game
+    run_dir = conventions.run_dir(game_dir / "outputs", exp.name, game)
     row = {"game": game, "status": "ok", "train_wall_s": round(wall, 1), "train_log": str(log)}
     summary = _read_json(run_dir / "summary.json") or {}
     steps = summary.get("timesteps_total")
@@ -228,10 +242,12 @@ def train_game(root, settings, ctx_env, exp, game, game_dir, resources):
     return row
 
 
-def rollout_game(root, ctx_env, row, game_dir):
-    log = game_dir / "rollout.log"
-    out = game_dir / "rollout.json"
-    rc, wall, _ = run_logged(["./run.sh", "--rollout", "--json", str(out)], root, ctx_env, log, guard=Current.guard,
+def rollout_game(root, ctx_env, row, game_dir, levels=None, name="rollout"):
+    """Roll out the newest checkpoint: on unlimited levels, or on `levels` (start_level, num_levels)."""
+    log = game_dir / f"{name}.log"
+    out = game_dir / f"{name}.json"
+    extra = ["--start-level", str(levels[0]), "--num-levels", str(levels[1])] if levels else []
+    rc, wall, _ = run_logged(["./run.sh", "--rollout", "--json", str(out), *extra], root, ctx_env, log, guard=Current.guard,
                              step=f"{row['game']}'s rollout")
     row["rollout_wall_s"] = round(wall, 1)
     row["rollout_log"] = str(log)
@@ -241,6 +257,20 @@ def rollout_game(root, ctx_env, row, game_dir):
     for key in ("checkpoint", "episodes", "mean_return", "std_return", "normalized_score", "distribution_mode"):
         row[key] = result.get(key)
     return row
+
+
+def rollout_track(root, settings, ctx_env, row, game_dir):
+    """The default track: one rollout on unlimited levels. Generalization: one on the training levels, then the
+    scored one on the unseen levels (rollout.json)."""
+    if not settings.num_levels:
+        return rollout_game(root, ctx_env, row, game_dir)
+    ranges = level_ranges(settings.num_levels)
+    train = rollout_game(root, ctx_env, {"game": row["game"], "status": "ok"}, game_dir, ranges["train"], "rollout-train-levels")
+    if train["status"] != "ok":
+        return _failed(row, f"on the training levels: {train['error']}")
+    for key in ("episodes", "mean_return", "std_return", "normalized_score"):
+        row[f"train_levels_{key}"] = train[key]
+    return rollout_game(root, ctx_env, row, game_dir, ranges["test"])
 
 
 def _failed(row, error):
@@ -267,8 +297,12 @@ def grade_game(root, settings, environ, exp, game, eval_dir, resources, position
           f"wall_s: {row['train_wall_s']:.1f}" + (f", error: {row['error']}" if row["status"] != "ok" else ""), flush=True)
     if row["status"] != "ok":
         return row
-    row = rollout_game(root, env, row, game_dir)
-    if row["status"] == "ok":
+    row = rollout_track(root, settings, env, row, game_dir)
+    if row["status"] == "ok" and settings.num_levels:
+        print(f"game: {game}, rollout: ok, episodes: {row['episodes']}, train_levels_mean_return: "
+              f"{row['train_levels_mean_return']:.3f}, train_levels_score: {row['train_levels_normalized_score']:.4f}, "
+              f"test_levels_mean_return: {row['mean_return']:.3f}, test_levels_score: {row['normalized_score']:.4f}", flush=True)
+    elif row["status"] == "ok":
         print(f"game: {game}, rollout: ok, episodes: {row['episodes']}, mean_return: {row['mean_return']:.3f}, "
               f"normalized_score: {row['normalized_score']:.4f}", flush=True)
     else:
@@ -285,6 +319,7 @@ def build_report(settings, exp, resources, rows):
     full_budget = min(int(exp.stop.get("timesteps_total") or MAX_ENV_STEPS) * frame_skip(exp), MAX_ENV_STEPS)
     speeds = [r["steps_per_second"] for r in rows if r.get("steps_per_second")]
     return {
+        **tracks.summary(settings, rows),
         "experiment": settings.experiment,
         "experiment_name": exp.name,
         "games": list(settings.games),
@@ -309,6 +344,47 @@ def _fmt(value, spec):
     return "-" if value is None else format(value, spec)
 
 
+def table(report):
+    """The results table: per game, then the plain mean and, with WEIGHTS, the weighted mean of each score column."""
+    generalization = bool(report.get("num_levels"))
+    weights = report.get("weights")
+    # (header, row key, format, score key of the report's means or None)
+    scores = [("mean return", "mean_return", ".2f", None), ("normalized score", "normalized_score", ".3f", "")]
+    if generalization:
+        scores = [("train-level return", "train_levels_mean_return", ".2f", None),
+                  ("train-level score", "train_levels_normalized_score", ".3f", "train_levels_"),
+                  ("test-level return", "mean_return", ".2f", None), ("test-level score", "normalized_score", ".3f", "")]
+    header = ["game", "env steps", "train wall (s)", "stopped by", "steps/s", "episodes"] + [c[0] for c in scores]
+    align = ["---", "---:", "---:", "---", "---:", "---:"] + ["---:"] * len(scores)
+    if weights:
+        header.append("weight")
+        align.append("---:")
+    lines = [_row(header), "|" + "|".join(align) + "|"]
+    for r in report["results"]:
+        cells = [r["game"], _fmt(r.get("env_steps"), ","), f"{r['train_wall_s']:.1f}"]
+        if r["status"] != "ok":
+            cells += [f"failed: {r['error']}"] + [""] * (2 + len(scores))
+        else:
+            cells += [r["stopped_by"], _fmt(r.get("steps_per_second"), ".0f"), str(r["episodes"])]
+            cells += [_fmt(r.get(key), spec) for _, key, spec, _ in scores]
+        if weights:
+            cells.append(tracks.fraction(weights[r["game"]]))
+        lines.append(_row(cells))
+    ran = len(report["results"]) - len(report["failed_games"])
+    label = "mean" if not report["failed_games"] else f"mean of {ran} games that ran"
+    for name, prefix in [(label, "mean_")] + ([(f"weighted {label}", "weighted_mean_")] if weights else []):
+        cells = [f"**{name}**"] + [""] * 5
+        cells += ["" if part is None else f"**{_fmt(report.get(f'{prefix}{part}normalized_score'), '.3f')}**"
+                  for _, _, _, part in scores]
+        lines.append(_row(cells + ([""] if weights else [])))
+    return lines
+
+
+def _row(cells):
+    """A markdown table row; an empty cell as `| |`."""
+    return "|" + "|".join(f" {c} " if c else " " for c in cells) + "|"
+
+
 def markdown(report):
     s = report["settings"]
     lines = [
@@ -318,18 +394,10 @@ def markdown(report):
         f"(grader: {MAX_ENV_STEPS:,} steps, {MAX_TRAIN_SECONDS} s), {s['episodes']} rollout episodes in easy mode, "
         f"{s['cpus']} CPUs, {s['gpus']} GPUs, AICROWD_IS_GRADING set.",
         "",
-        "| game | env steps | train wall (s) | stopped by | steps/s | episodes | mean return | normalized score |",
-        "|---|---:|---:|---|---:|---:|---:|---:|",
+        f"Track: {tracks.describe(report.get('num_levels'))}.",
+        "",
+        *table(report),
     ]
-    for r in report["results"]:
-        if r["status"] != "ok":
-            lines.append(f"| {r['game']} | {_fmt(r.get('env_steps'), ',')} | {r['train_wall_s']:.1f} | failed: {r['error']} | | | | |")
-            continue
-        lines.append(f"| {r['game']} | {_fmt(r['env_steps'], ',')} | {r['train_wall_s']:.1f} | {r['stopped_by']} | "
-                     f"{_fmt(r.get('steps_per_second'), '.0f')} | {r['episodes']} | {r['mean_return']:.2f} | {r['normalized_score']:.3f} |")
-    mean = report["mean_normalized_score"]
-    label = "mean" if not report["failed_games"] else f"mean of {len(report['results']) - len(report['failed_games'])} games that ran"
-    lines.append(f"| **{label}** | | | | | | | **{_fmt(mean, '.3f')}** |")
     projected = report["projected_full_budget_train_s"]
     if projected:
         over = " (over the grader's 2 h: it would stop training early)" if projected > MAX_TRAIN_SECONDS else ""
@@ -391,7 +459,8 @@ def main(root, environ):
 def grade(root, environ):
     settings = read_settings(environ)
     exp, gpu = preflight(root, settings)
-    resources = grader_resources(gpu)
+    tracks.check_levels(settings.experiment, settings.games, settings.num_levels)
+    resources = grader_resources(exp, gpu)
     # Relative paths stay valid: run.sh, this process and its children all work in the repository root.
     eval_dir = settings.outputs_dir / "evaluation" / f"{exp.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     eval_dir.mkdir(parents=True, exist_ok=True)
@@ -399,6 +468,7 @@ def grade(root, environ):
           f"time_limit_s: {settings.time_limit:g}, episodes: {settings.episodes}, cpus: {resources[0]}, gpus: {resources[1]}")
     if settings.time_limit > MAX_TRAIN_SECONDS:
         print(f"note: TIME_LIMIT {settings.time_limit:g} s is over the grader's {MAX_TRAIN_SECONDS} s")
+    print(f"track: {tracks.describe(settings.num_levels)}")
     print(f"eval_dir: {eval_dir}", flush=True)
     rows = Current.rows = []
     Current.report = (settings, exp, resources, eval_dir)
@@ -413,6 +483,8 @@ def grade(root, environ):
     print(markdown(report))
     mean = report["mean_normalized_score"]
     print(f"mean_normalized_score: {_fmt(mean, '.4f')}")
+    for line in tracks.score_lines(report):
+        print(line)
     if report["failed_games"]:
         print(f"failed_games: {', '.join(report['failed_games'])} (the grader would fail this submission)")
     for key, path in paths.items():

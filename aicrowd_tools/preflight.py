@@ -6,15 +6,13 @@ allowed and the fix. `run_checks` runs them all, so one run shows every problem.
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aicrowd_tools import gitrepo
+from aicrowd_tools.dockerfile import check_dockerfile
 from aicrowd_tools.grader import (
     GITLAB_HOST,
-    GRADER_CPUS,
-    GRADER_GPUS,
     GRADER_ID,
     MAX_ENV_STEPS,
     MAX_FILE_BYTES,
@@ -82,7 +80,7 @@ AICROWD_FIELDS = {
     "description": (str, '"PPO + IMPALA CNN"'),
     "gpu": (bool, "true"),
     "debug": (bool, "false"),
-    "docker_build": (bool, "false"),
+    "docker_build": (bool, "true"),
 }
 JSON_TYPES = {str: "a string", list: "a list", bool: "true or false (no quotes)"}
 
@@ -139,22 +137,14 @@ def check_run_sh(ctx):
     return "executable" + (" (git mode 100755)" if mode else "")
 
 
-PIN = re.compile(r"^[A-Za-z0-9_.\-]+(\[[^\]]*\])?\s*==\s*[^\s;#*]+\s*(;.*)?$")
-
-
 def check_requirements(ctx):
+    from utils.conventions import read_pins
+
     path = ctx.root / "requirements.txt"
     if not path.is_file():
         raise Failed("requirements.txt is missing: the grader installs it with pip. Restore it from the repository.")
-    pins, loose = 0, []
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
-        line = raw.split(" #")[0].strip()
-        if not line or line.startswith("#"):
-            continue
-        if PIN.match(line):
-            pins += 1
-        else:
-            loose.append(f"line {number}: {line}")
+    pinned, unpinned = read_pins(path)
+    pins, loose = len(pinned), [f"line {number}: {line}" for number, line in unpinned]
     if loose:
         shown = "; ".join(loose[:3]) + (f" (and {len(loose) - 3} more)" if len(loose) > 3 else "")
         raise Failed(f"requirements.txt has unpinned requirements ({shown}). Pin each as name==version, e.g. the version pip freeze shows.")
@@ -188,7 +178,7 @@ def check_experiment(ctx):
         exp = ctx.exp()
     except Failed:
         raise Failed(str(ctx.cache["exp"])) from None  # the loader's own message names the key and the fix
-    return f"{ctx.experiment} ({exp.name}: {exp.run}, {exp.spec['env']}, framework {exp.config.get('framework', 'torch')})"
+    return f"{ctx.experiment} ({exp.name}: {exp.run}, {exp.spec['env']}, framework {exp.framework})"
 
 
 def check_step_budget(ctx):
@@ -211,38 +201,34 @@ def check_step_budget(ctx):
     return f"{total:,} env steps ({how}) <= {limit}"
 
 
-def resource_demand(exp):
-    """(cpus, gpus, parts) the experiment asks Ray for, before any fitting to this machine."""
-    from registry import algorithm_class
-
-    defaults = algorithm_class(exp.run).get_default_config().to_dict()
-    cfg = {**defaults, **exp.config}
-    runners = cfg["num_env_runners"] if exp.run != "RandomPolicy" or "num_env_runners" in exp.config else 0
-    if cfg.get("evaluation_interval"):
-        runners += cfg.get("evaluation_num_env_runners") or 0
-    per_cpu, driver = cfg.get("num_cpus_per_env_runner") or 0, cfg.get("num_cpus_for_main_process") or 0
-    gpus = (cfg.get("num_gpus") or 0) + runners * (cfg.get("num_gpus_per_env_runner") or 0)
-    cpus = runners * per_cpu + driver
-    parts = f"{runners} env runner{'' if runners == 1 else 's'} x {per_cpu:g} + {driver:g} for the learner"
-    return cpus, gpus, parts
-
-
 def check_resources(ctx):
+    """The grader's arithmetic (utils.resources.grader_check): runners + its evaluation runner + the learner."""
+    from utils.resources import grader_check
+
     exp = ctx.exp()
-    cpus, gpus, parts = resource_demand(exp)
-    gpu_limit = GRADER_GPUS if _wants_gpu(ctx) else 0
-    if cpus > GRADER_CPUS:
-        raise Failed(
-            f"{cpus:g} vCPUs ({parts}) but the grader has {GRADER_CPUS}. "
-            f"Lower config.num_env_runners (each runner can step more games: raise num_envs_per_env_runner) in {ctx.experiment}."
-        )
-    if gpus > gpu_limit:
-        why = "aicrowd.json has \"gpu\": false, so the grader gives no GPU" if gpu_limit == 0 else f"the grader has {GRADER_GPUS} GPU"
-        raise Failed(
-            f"GPU shares sum to {gpus:g} (num_gpus + runners x num_gpus_per_env_runner) but {why}. "
-            f"Lower num_gpus / num_gpus_per_env_runner in {ctx.experiment}" + (' or set "gpu": true.' if gpu_limit == 0 else ".")
-        )
-    return f"{cpus:g} vCPUs ({parts}) <= {GRADER_CPUS}, {gpus:g} GPU <= {gpu_limit}"
+    check = grader_check(exp.demand(), evaluation_worker=exp.evaluation_worker, gpu=_wants_gpu(ctx), where=ctx.experiment)
+    if not check.ok:
+        raise Failed(" ".join(check.problems))
+    return check.summary()
+
+
+def check_rllib_config(ctx):
+    """RLlib's own validation of the config training builds on the grader's machine, so that --validate never
+    passes what training then refuses (batch arithmetic, algorithm-specific refusals)."""
+    from utils.config import build_algorithm_config, load_experiment
+    from utils.resources import grader_machine
+
+    exp = ctx.exp()
+    cpus, gpus = grader_machine(exp.demand(), exp.evaluation_worker, _wants_gpu(ctx))
+    graded = load_experiment(ctx.experiment_path(), cpus=cpus, gpus=gpus)
+    fitted = "".join(f"; {note}" for note in graded.notes[len(exp.notes):])
+    machine = f"{cpus:g} CPUs and {gpus:g} GPU" + (" beside its evaluation runner" if exp.evaluation_worker else "")
+    try:
+        build_algorithm_config(graded)
+    except UserError as e:
+        raise Failed(f"{e} (as trained on the grader: {machine}{fitted}). Fix it in the experiment.") from None
+    return (f"RLlib accepts it as trained on the grader ({machine}{fitted}): {graded.runners} env runners x "
+            f"{graded.envs_per_runner} envs x {graded.fragment_length} steps, train batch {graded.train_batch}")
 
 
 def _wants_gpu(ctx):
@@ -253,14 +239,9 @@ def _wants_gpu(ctx):
 
 
 def check_registries(ctx):
-    from algorithms.registry import CUSTOM_ALGORITHMS
-    from envs import ENVS
-    from models import MODELS
-    from preprocessors import PREPROCESSORS
-    from registry import env_module, load_object, model_class, preprocessor_class, register_all
+    from registry import plugin_kinds, register_all
 
-    tables = [("env", ENVS, env_module), ("model", MODELS, model_class), ("preprocessor", PREPROCESSORS, preprocessor_class),
-              ("custom algorithm", CUSTOM_ALGORITHMS, lambda n: load_object(CUSTOM_ALGORITHMS[n]))]
+    tables = plugin_kinds()
     for kind, table, load in tables:
         for name in table:
             try:
@@ -337,15 +318,17 @@ VALIDATE_CHECKS = {
     "aicrowd.json": check_aicrowd_json,
     "run.sh": check_run_sh,
     "requirements": check_requirements,
+    "Dockerfile": check_dockerfile,
     "file sizes": check_file_sizes,
     "experiment": check_experiment,
     "step budget": check_step_budget,
     "resources": check_resources,
+    "rllib config": check_rllib_config,
     "registries": check_registries,
     "games": check_games,
 }
 SUBMIT_CHECKS = {**VALIDATE_CHECKS, "git remote": check_git_remote, "aicrowd cli": check_cli, "login": check_login}
-EXPERIMENT_CHECKS = {name: VALIDATE_CHECKS[name] for name in ("experiment", "step budget", "resources", "games")}
+EXPERIMENT_CHECKS = {name: VALIDATE_CHECKS[name] for name in ("experiment", "step budget", "resources", "rllib config", "games")}
 
 
 def run_check(name, check, ctx):

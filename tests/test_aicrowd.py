@@ -13,6 +13,7 @@ directory, so the CLI's config (~/.config/aicrowd-cli) never touches a real one.
 import http.server
 import json
 import os
+import re
 import shutil
 import signal
 import ssl
@@ -118,7 +119,7 @@ def test_validate_fails_with_a_message_and_nonzero_exit(repo):
     assert proc.returncode == 1
     assert 'aicrowd.json: FAIL, aicrowd.json: "gpu" is "true" but must be true or false (no quotes)' in proc.stdout
     assert 'games: FAIL, Unknown game "bigfsh" in ENVS. Did you mean "bigfish"?' in proc.stdout
-    assert "preflight: failed, 2 of 9 checks (aicrowd.json, games)" in proc.stdout
+    assert f"preflight: failed, 2 of {len(preflight.VALIDATE_CHECKS)} checks (aicrowd.json, games)" in proc.stdout
     assert "experiment: ok" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
 
 
@@ -172,14 +173,51 @@ def test_more_workers_than_the_grader_has_fails(repo):
     edit_experiment(repo / "experiments" / "impala-baseline.yaml", num_env_runners=12)
     result = check(repo, "resources")
     assert not result.ok
-    assert "13 vCPUs (12 env runners x 1 + 1 for the learner) but the grader has 8" in result.detail
-    assert "Lower config.num_env_runners" in result.detail
+    assert "14 vCPUs (12 env runners + the grader's evaluation runner, x 1 each, + 1 for the learner)" in result.detail
+    assert "but the grader has 8" in result.detail and "Lower config.num_env_runners to at most 6" in result.detail
+
+
+def test_the_graders_evaluation_runner_counts_unless_disabled(repo):
+    """The 2020 kit's rule: runners + 1 evaluation runner + the learner <= 8, unless disable_evaluation_worker: true."""
+    path = repo / "experiments" / "impala-baseline.yaml"
+    edit_experiment(path, num_env_runners=7, num_envs_per_env_runner=8, rollout_fragment_length=256,
+                    train_batch_size=7 * 8 * 256)
+    result = check(repo, "resources")
+    assert not result.ok and result.detail.startswith("9 vCPUs (7 env runners + the grader's evaluation runner"), result.detail
+    data = yaml.safe_load(path.read_text())
+    (spec,) = data.values()
+    spec["disable_evaluation_worker"] = True
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = check(repo, "resources")
+    assert result.ok and result.detail.startswith(
+        "8 vCPUs (7 env runners x 1 + 1 for the learner; no evaluation runner: disable_evaluation_worker) <= 8"), result.detail
+    assert check(repo, "rllib config").ok
 
 
 def test_gpu_shares_over_one_fail(repo):
     edit_experiment(repo / "experiments" / "impala-baseline.yaml", num_gpus=0.5, num_gpus_per_env_runner=0.25)
-    result = check(repo, "resources")
-    assert not result.ok and "GPU shares sum to 1.5" in result.detail and "the grader has 1 GPU" in result.detail
+    result = check(repo, "resources")  # 0.5 + 5 runners (4 + the grader's evaluation runner) x 0.25
+    assert not result.ok and "GPU shares sum to 1.75" in result.detail and "the grader has 1 GPU" in result.detail
+
+
+def test_validate_runs_rllibs_own_checks_on_the_kits_batch(repo):
+    """The 2020 kit's 6 runners x 12 envs x 256 steps with its train_batch_size 16384: RLlib refuses that batch
+    (not within 10% of a multiple of 18,432), so --validate must too; 18,432 passes both."""
+    path = repo / "experiments" / "impala-baseline.yaml"
+    edit_experiment(path, num_env_runners=6, num_envs_per_env_runner=12, rollout_fragment_length=256,
+                    train_batch_size=16384)
+    assert check(repo, "resources").ok, "the CPU arithmetic alone fits: 6 + 1 + 1 = 8"
+    result = check(repo, "rllib config")
+    assert not result.ok and "RLlib refused the config" in result.detail and "num_env_runners=6" in result.detail
+    assert "as trained on the grader: 7 CPUs and 1 GPU beside its evaluation runner" in result.detail
+    from utils.config import build_algorithm_config, load_experiment
+
+    with pytest.raises(UserError, match="cannot be achieved"):  # what training itself says on the grader
+        build_algorithm_config(load_experiment(path, cpus=7, gpus=1))
+    edit_experiment(path, train_batch_size=6 * 12 * 256)
+    result = check(repo, "rllib config")
+    assert result.ok and "6 env runners x 12 envs x 256 steps, train batch 18432" in result.detail, result.detail
+    build_algorithm_config(load_experiment(path, cpus=7, gpus=1))
 
 
 def test_gpu_asked_but_aicrowd_json_says_no_gpu(repo):
@@ -221,6 +259,45 @@ def test_requirements_must_be_pinned(repo):
         f.write("scipy>=1.10\n")
     result = check(repo, "requirements")
     assert not result.ok and "scipy>=1.10" in result.detail and "name==version" in result.detail
+
+
+def test_dockerfile_must_exist_install_the_requirements_and_be_used(repo):
+    """The grader builds the root Dockerfile only with docker_build true; its 2020 default image cannot install ray 2.60."""
+    shipped = check(repo, "Dockerfile")
+    assert shipped.ok and "FROM nvidia/cuda:12" in shipped.detail and "installs requirements.txt" in shipped.detail
+
+    dockerfile = repo / "Dockerfile"
+    text = dockerfile.read_text()
+    dockerfile.write_text(text.replace("-r /tmp/requirements.txt", "ray[rllib]==2.60.0"))
+    result = check(repo, "Dockerfile")
+    assert not result.ok and "does not install the pinned requirements.txt" in result.detail
+    assert "RUN pip install -r /tmp/requirements.txt" in result.detail, "the fix is named"
+
+    dockerfile.write_text(text.replace("COPY requirements.txt /tmp/requirements.txt\n", ""))
+    result = check(repo, "Dockerfile")
+    assert not result.ok and "does not install" in result.detail, "installing a file never copied in does not count"
+
+    dockerfile.unlink()
+    result = check(repo, "Dockerfile")
+    assert not result.ok and result.detail.startswith("Dockerfile is missing")
+
+    dockerfile.write_text(text)
+    edit_json(repo / "aicrowd.json", docker_build=False)
+    result = check(repo, "Dockerfile")
+    assert not result.ok and '"docker_build": false' in result.detail and 'Set "docker_build": true' in result.detail
+
+
+def test_dockerfile_context_over_30mb_fails_unless_dockerignored(repo):
+    (repo / "outputs").mkdir()
+    with open(repo / "outputs" / "big.bin", "wb") as f:
+        f.truncate(31 * 1024 * 1024)  # sparse
+    assert check(repo, "Dockerfile").ok, ".dockerignore keeps outputs/ out of the image"
+    with open(repo / "models" / "weights.bin", "wb") as f:
+        f.truncate(31 * 1024 * 1024)
+    result = check(repo, "Dockerfile")
+    assert not result.ok and "models/weights.bin (31 MB)" in result.detail and ".dockerignore" in result.detail
+    (repo / ".dockerignore").write_text((repo / ".dockerignore").read_text() + "**/*.bin\n!keep.bin\n")
+    assert check(repo, "Dockerfile").ok
 
 
 def test_no_aicrowd_remote_and_not_logged_in(repo, tmp_path, monkeypatch):
@@ -299,6 +376,72 @@ def test_evaluate_two_games_reports_real_rollouts(tmp_path):
 
     png = (eval_dir / "normalized_scores.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+
+
+def test_evaluate_generalization_track_scores_training_and_unseen_levels(tmp_path):
+    """NUM_LEVELS=200: train on levels [0, 200), score on unseen levels [200, 2**31 - 1) and on the training ones."""
+    experiment = tmp_path / "tiny.yaml"
+    experiment.write_text(TINY)
+    env = {"EXPERIMENT": str(experiment), "ENVS": "bigfish,starpilot", "TIMESTEPS": "1024", "EPISODES": "2",
+           "NUM_LEVELS": "200", "WEIGHTS": "bigfish:1/12,starpilot:1/8", "OUTPUTS_DIR": str(tmp_path / "out")}
+    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    (eval_dir,) = (tmp_path / "out" / "evaluation").iterdir()
+    report = json.loads((eval_dir / "evaluation.json").read_text())
+    assert report["track"] == "generalization" and report["num_levels"] == 200
+    assert report["train_levels"] == [0, 200] and report["test_levels"] == [200, 2**31 - 1]
+    for row in report["results"]:
+        game_dir = eval_dir / row["game"]
+        saved = yaml.safe_load((game_dir / "outputs" / "tiny-eval" / row["game"] / "config.yaml").read_text())["tiny-eval"]
+        assert saved["config"]["env_config"]["num_levels"] == 200 and saved["config"]["env_config"]["start_level"] == 0
+        on_train = json.loads((game_dir / "rollout-train-levels.json").read_text())
+        on_test = json.loads((game_dir / "rollout.json").read_text())
+        assert on_train["levels"] == {"start_level": 0, "num_levels": 200}
+        assert on_test["levels"] == {"start_level": 200, "num_levels": 2**31 - 1 - 200}, "no training level can come up"
+        assert row["status"] == "ok" and row["train_levels_episodes"] == row["episodes"] == 2
+        assert row["train_levels_normalized_score"] == pytest.approx(normalized_score(row["game"], on_train["mean_return"]))
+        assert row["normalized_score"] == pytest.approx(normalized_score(row["game"], on_test["mean_return"]))
+    scores = {r["game"]: r["normalized_score"] for r in report["results"]}
+    train_scores = [r["train_levels_normalized_score"] for r in report["results"]]
+    assert report["mean_normalized_score"] == pytest.approx(sum(scores.values()) / 2), "the grade is the unseen levels'"
+    assert report["mean_train_levels_normalized_score"] == pytest.approx(sum(train_scores) / 2)
+    weighted = (scores["bigfish"] / 12 + scores["starpilot"] / 8) / (1 / 12 + 1 / 8)
+    assert report["weighted_mean_normalized_score"] == pytest.approx(weighted)
+
+    table = (eval_dir / "evaluation.md").read_text()
+    assert ("| game | env steps | train wall (s) | stopped by | steps/s | episodes | train-level return | train-level score | "
+            "test-level return | test-level score | weight |") in table
+    assert "| bigfish | 1,024 | " in table and " | 1/12 |" in table and " | 1/8 |" in table
+    assert f"| **mean** | | | | | | | **{report['mean_train_levels_normalized_score']:.3f}** | | **{report['mean_normalized_score']:.3f}** | |" in table
+    assert "| **weighted mean** | | | | | | | " in table and f"**{weighted:.3f}** | |" in table
+    assert table in proc.stdout
+    assert f"weighted_mean_normalized_score: {weighted:.4f}" in proc.stdout
+    assert "track: generalization: trains on levels [0, 200), scored on unseen levels [200, 2147483647)" in proc.stdout
+
+
+def test_evaluate_refuses_bad_levels_and_weights_before_training(tmp_path):
+    out = tmp_path / "out"
+    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env={"NUM_LEVELS": "lots", "OUTPUTS_DIR": str(out)})
+    assert proc.returncode == 2 and not out.exists() and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: NUM_LEVELS=lots is not a number of levels. Allowed: a whole number from 0 (unlimited levels, the default "
+        "track) to 2147483646. For the 2020 generalization track use NUM_LEVELS=200; unset it for the default track.")
+    games = {"ENVS": "coinrun,bigfish"}
+    for env, message in [
+        ({"NUM_LEVELS": "-1"}, "NUM_LEVELS=-1 is not a number of levels"),
+        ({"NUM_LEVELS": "1.5"}, "NUM_LEVELS=1.5 is not a number of levels"),
+        ({**games, "WEIGHTS": "coinrun:1/12,bigfsh:1/12"}, 'Unknown game "bigfsh" in WEIGHTS. Did you mean "bigfish"?'),
+        ({**games, "WEIGHTS": "coinrun:1/12,bigfish:lots"}, 'WEIGHTS: the weight "lots" of bigfish is not a number >= 0'),
+        ({**games, "WEIGHTS": "coinrun:1/12,bigfish"}, 'WEIGHTS: "bigfish" is not GAME:WEIGHT'),
+        ({**games, "WEIGHTS": "coinrun:1"}, "WEIGHTS gives no weight to bigfish, which ENVS grades"),
+        ({**games, "WEIGHTS": "coinrun:1,bigfish:1,miner:1"}, "WEIGHTS weighs miner, which ENVS does not grade"),
+        ({**games, "WEIGHTS": "coinrun:0,bigfish:0"}, "WEIGHTS weighs every game 0"),
+    ]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            evaluate.read_settings(env)
+    settings = evaluate.read_settings({"ENVS": "coinrun,bigfish,caveflyer", "WEIGHTS": "round2", "NUM_LEVELS": "200"})
+    assert settings.weights == {"coinrun": 1 / 12, "bigfish": 1 / 12, "caveflyer": 1 / 8} and settings.num_levels == 200
+    assert evaluate.read_settings({}).num_levels == 0 and evaluate.read_settings({}).weights is None
 
 
 def test_evaluate_time_limit_stops_training_and_rolls_out_the_last_checkpoint(tmp_path):
@@ -466,7 +609,7 @@ def test_submit_pushes_a_submission_tag_with_the_committed_tree(participant):
     StubAIcrowd.seen.clear()
     proc = sh("./run.sh", "--submit", "PPO baseline v1", cwd=participant.repo, env=participant.env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    assert "preflight: passed, 12 checks" in proc.stdout
+    assert f"preflight: passed, {len(preflight.SUBMIT_CHECKS)} checks" in proc.stdout
     assert "note: the CLI first commits 1 changed file(s) (git add --all): NOTES.md" in proc.stdout
     assert "tag: submission-ppo-baseline-v1" in proc.stdout
     assert "watch: https://gitlab.aicrowd.com/" in proc.stdout and "/participant/procgen/-/issues" in proc.stdout
