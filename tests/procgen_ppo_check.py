@@ -1,0 +1,71 @@
+"""Run by tests/test_procgen_ppo.py in its own process (Ray and TF's graph mode must not leak into pytest).
+
+    python tests/procgen_ppo_check.py FRAMEWORK OUT_DIR RUNNERS
+
+Trains ProcgenPPO for one tiny iteration on bigfish with RUNNERS env runners (0: the learner samples),
+saves a checkpoint, restores it into a new algorithm and prints one JSON line of facts for the test.
+"""
+
+import json
+import sys
+
+sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
+
+import utils  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TF/Ray)
+
+
+def main(framework, out_dir, runners):
+    import ray
+
+    import registry
+    from utils.config import build_algorithm_config, load_experiment
+
+    overrides = [
+        "run=ProcgenPPO", f"framework={framework}", f"model.custom_model=impala_cnn_{framework}",
+        "vf_clip_param=0.2", "train_batch_size=1024", "minibatch_size=256", "num_epochs=1",
+        "min_sample_timesteps_per_iteration=0", "num_envs_per_env_runner=4", "rollout_fragment_length=256",
+        "model.custom_model_config.depths=[4,4,4]", "model.custom_model_config.dense_size=16",
+        "env_config.env_name=bigfish", "env_config.num_levels=0", f"num_env_runners={runners}",
+    ]
+    exp = load_experiment("experiments/learning-check.yaml", overrides, cpus=int(runners) + 1, gpus=0)
+    ray.init(num_cpus=int(runners) + 1, include_dashboard=False, log_to_driver=False)
+    registry.register_all()
+    algo = build_algorithm_config(exp).build_algo()
+    result = algo.train()
+    policy = algo.get_policy()
+    samplers = runner_scalers(algo) or [policy.return_scaler.get_state()]
+    stats = result["info"]["learner"]["default_policy"]["learner_stats"]
+    checkpoint = algo.save(out_dir).checkpoint.path
+    scaler = policy.return_scaler.get_state()
+    algo.stop()
+    restored = build_algorithm_config(exp).build_algo()
+    restored.restore(checkpoint)
+    facts = {
+        "policy_class": type(policy).__name__,
+        "episode_returns": [float(r) for r in result["env_runners"]["hist_stats"]["episode_reward"]],
+        "sampler_scalers": samplers,
+        "scaler": scaler,
+        "restored_scaler": restored.get_policy().return_scaler.get_state(),
+        "restored_runner_scalers": runner_scalers(restored),
+        "simple_optimizer": restored.config.simple_optimizer,
+        "vf_loss": float(stats["vf_loss"]),
+        "optimizer_epsilon": optimizer_epsilon(policy, framework),
+    }
+    restored.stop()
+    print("FACTS " + json.dumps(facts, default=float))
+
+
+def runner_scalers(algo):
+    """The return scalers' states of the remote env runners (empty with 0 runners)."""
+    return algo.env_runner_group.foreach_env_runner(
+        lambda runner: runner.get_policy().return_scaler.get_state(), local_env_runner=False)
+
+
+def optimizer_epsilon(policy, framework):
+    if framework == "torch":
+        return policy._optimizers[0].defaults["eps"]
+    return float(policy._optimizer._epsilon)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
