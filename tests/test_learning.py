@@ -1,4 +1,5 @@
-"""Training improves the policy, not just runs: PPO on one fixed level must beat the random policy clearly.
+"""Training improves the policy, not just runs: ProcgenPPO (the baseline's algorithm) on one fixed level
+must beat the random policy clearly.
 
 experiments/learning-check.yaml's `stop.episode_reward_mean` is the pass threshold and its
 `stop.timesteps_total` the fail limit. The random policy's return on the same level is measured here,
