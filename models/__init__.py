@@ -7,6 +7,7 @@ MODELS = {
     "impala_cnn_tf": ("models.impala_cnn_tf:ImpalaCNN", "tf"),
     "impala_cnn_torch": ("models.impala_cnn_torch:ImpalaCNN", "torch"),
     "my_vision_network": ("models.my_vision_network:MyVisionNetwork", "tf"),
+    "ppg_impala_cnn_torch": ("models.ppg_impala_cnn_torch:PPGImpalaCNN", "torch"),
 }
 
 # A model file dropped into models/ (as in the 2020 kit) is found by reading it: usable by the name its

@@ -193,7 +193,9 @@ def ensure_requirements(framework):
     for note in notes:
         log(f"requirements: {note}")
     if not install:
-        log("requirements: all pinned packages are installed")
+        # Called twice: without the frameworks first (RLlib resolves which one the experiment uses), then with it.
+        log(f"requirements: all pinned packages {f'for framework {framework}' if framework else 'but the frameworks'} "
+            "are installed")
         return
     log(f"requirements: installing {' '.join(install)}")
     cons = OUTPUT / "constraints.txt"

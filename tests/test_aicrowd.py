@@ -378,6 +378,39 @@ def test_evaluate_two_games_reports_real_rollouts(tmp_path):
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
 
 
+def shrunk(name, tmp_path, **config):
+    """experiments/NAME.yaml as shipped, with the sizes of TINY (and `config`) so one game trains in seconds."""
+    (key, spec), = yaml.safe_load((ROOT / "experiments" / name).read_text()).items()
+    spec["config"].update(train_batch_size=1024, minibatch_size=256, num_env_runners=0, num_envs_per_env_runner=8,
+                          rollout_fragment_length=128, **config)
+    spec["config"]["model"]["custom_model_config"] = {"depths": [8, 16, 16], "dense_size": 128}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump({key: spec}))
+    return key, path
+
+
+@pytest.mark.parametrize("name, config, env", [
+    ("ppg.yaml", {"n_pi": 1, "aux_minibatch_size": 256}, {}),
+    ("drac.yaml", {}, {"NUM_LEVELS": "200"}),
+])
+def test_evaluate_grades_ppg_and_drac_as_shipped_at_a_tiny_budget(tmp_path, name, config, env):
+    # Issue 16: the winners' methods go through the grader's path; PPG with n_pi 1 runs its auxiliary phase.
+    key, experiment = shrunk(name, tmp_path, **config)
+    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env={"EXPERIMENT": str(experiment), "ENVS": "bigfish", "TIMESTEPS": "1024",
+                                                        "EPISODES": "2", "OUTPUTS_DIR": str(tmp_path / "out"), **env})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    (eval_dir,) = (tmp_path / "out" / "evaluation").iterdir()
+    (row,) = json.loads((eval_dir / "evaluation.json").read_text())["results"]
+    assert row["status"] == "ok" and row["env_steps"] == 1024 and row["episodes"] == 2
+    run_dir = eval_dir / "bigfish" / "outputs" / key / "bigfish"
+    results = [json.loads(line) for line in (run_dir / "result.json").read_text().splitlines()]
+    stats = "info/learner/default_policy/learner_stats/"  # result.json's keys are flattened
+    if name == "ppg.yaml":
+        assert results[-1][stats + "aux_phases"] == len(results) and results[-1][stats + "aux_samples"] >= 1024
+    else:
+        assert results[-1][stats + "drac_regularizer"] > 0
+
+
 def test_evaluate_generalization_track_scores_training_and_unseen_levels(tmp_path):
     """NUM_LEVELS=200: train on levels [0, 200), score on unseen levels [200, 2**31 - 1) and on the training ones."""
     experiment = tmp_path / "tiny.yaml"

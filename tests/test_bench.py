@@ -94,3 +94,19 @@ def test_processes_probe_refuses_bad_input():
     proc = run_script("scripts/bench_processes.py", "--set", "num_env_runer=1")
     assert proc.returncode == 2 and 'unknown key "config.num_env_runer". Did you mean "num_env_runners"?' in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_cpu_description_tells_hosts_with_the_same_model_name_apart():
+    # Two 2-core "AMD EPYC" VMs differed 5x in TF's compute ceiling: the vector extensions say why.
+    import sys
+
+    from tests.conftest import ROOT
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_common import cpu_description
+
+    zen4 = "model name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
+    zen3 = "model name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 1\nflags\t\t: fpu sse4_2 avx2\n"
+    assert cpu_description(zen4) == "AMD EPYC (family 25 model 17; avx2 avx512f avx512_vnni avx512_bf16)"
+    assert cpu_description(zen3) == "AMD EPYC (family 25 model 1; avx2)"
+    assert cpu_description("model name\t: Old\nflags\t\t: sse2\n") == "Old (family ? model ?; no avx2)"

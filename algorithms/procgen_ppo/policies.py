@@ -11,12 +11,24 @@ SCALER_STATE = "procgen_ppo_return_scaler"
 
 
 class ReturnScalingMixin:
-    """Scales each episode fragment's rewards before GAE; keeps the scaler in the policy state."""
+    """Scales each episode fragment's rewards before GAE; keeps the scaler in the policy state.
+
+    Put it before RLlib's policy class in the bases: its methods wrap that class's ones."""
 
     def _init_return_scaler(self, config):
         self.return_scaler = None
         if config["reward_scaling"]:
             self.return_scaler = ReturnScaler(gamma=config["reward_scaling_gamma"], clip=config["reward_clip"])
+
+    def postprocess_trajectory(self, sample_batch, other_agent_batches=None, episode=None):
+        sample_batch = self._scale_rewards(sample_batch)
+        return super().postprocess_trajectory(sample_batch, other_agent_batches, episode)
+
+    def get_state(self):
+        return self._with_scaler_state(super().get_state())
+
+    def set_state(self, state):
+        super().set_state(self._restore_scaler_state(dict(state)))
 
     def _scale_rewards(self, sample_batch):
         # The dummy batch RLlib postprocesses while building the loss arrives before the scaler exists.
@@ -97,16 +109,6 @@ def torch_policy_class():
                 stats["drac_regularizer"] = float(torch.mean(torch.stack(self.get_tower_stats("drac_regularizer"))).detach())
             return stats
 
-        def postprocess_trajectory(self, sample_batch, other_agent_batches=None, episode=None):
-            sample_batch = self._scale_rewards(sample_batch)
-            return super().postprocess_trajectory(sample_batch, other_agent_batches, episode)
-
-        def get_state(self):
-            return self._with_scaler_state(super().get_state())
-
-        def set_state(self, state):
-            super().set_state(self._restore_scaler_state(dict(state)))
-
     return ProcgenPPOTorchPolicy
 
 
@@ -146,15 +148,5 @@ def tf_policy_class():
             self._mean_entropy, self._value_fn_out = entropy, values
             self._mean_kl_loss = self._mean_kl = kl
             return total
-
-        def postprocess_trajectory(self, sample_batch, other_agent_batches=None, episode=None):
-            sample_batch = self._scale_rewards(sample_batch)
-            return super().postprocess_trajectory(sample_batch, other_agent_batches, episode)
-
-        def get_state(self):
-            return self._with_scaler_state(super().get_state())
-
-        def set_state(self, state):
-            super().set_state(self._restore_scaler_state(dict(state)))
 
     return ProcgenPPOTFPolicy

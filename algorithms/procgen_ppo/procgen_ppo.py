@@ -64,13 +64,18 @@ class ProcgenPPOConfig(PPOConfig):
                 f"ProcgenPPO supports framework torch or tf, not {self.framework_str!r}: set framework: torch or tf"
             )
         super().validate()
-        if self.model.get("use_lstm") or self.model.get("use_attention"):
-            self._value_error("ProcgenPPO has no recurrent loss: remove model.use_lstm/use_attention or use run: PPO")
         if not self.vf_clip_param or self.vf_clip_param <= 0:
             self._value_error(
                 f"vf_clip_param must be > 0 for ProcgenPPO (ppo2's value clip range, 0.2 in the paper), "
                 f"got {self.vf_clip_param!r}; use a large value such as 1.0e9 to switch clipping off"
             )
+        self._validate_common()
+
+    def _validate_common(self):
+        """The checks ProcgenPPO shares with PPG (algorithms/ppg), which builds on it."""
+        name = self.algo_class.__name__ if self.algo_class else "ProcgenPPO"
+        if self.model.get("use_lstm") or self.model.get("use_attention"):
+            self._value_error(f"{name} has no recurrent loss: remove model.use_lstm/use_attention or use run: PPO")
         if self.reward_scaling and not (0.0 <= self.reward_scaling_gamma <= 1.0 and self.reward_clip > 0):
             self._value_error(
                 f"reward_scaling_gamma must be in [0, 1] and reward_clip > 0, got "

@@ -1,0 +1,74 @@
+"""Run by tests/test_ppg.py in its own process (Ray must not leak into pytest).
+
+    python tests/ppg_check.py OUT_DIR RUNNERS
+
+Trains PPG (experiments/ppg.yaml at toy sizes, n_pi 2) for 3 iterations on bigfish with RUNNERS env runners:
+the auxiliary phase runs after iteration 2. Saves a checkpoint after iteration 3, restores it into a new
+algorithm, trains one more iteration (the 4th: an auxiliary phase over the one batch sampled since the
+resume), rolls out one action, and prints one JSON line of facts for the test.
+"""
+
+import json
+import sys
+
+sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
+
+import utils  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TF/Ray)
+
+
+def main(out_dir, runners):
+    import numpy as np
+    import ray
+
+    import registry
+    from utils.config import build_algorithm_config, load_experiment
+
+    overrides = [
+        "train_batch_size=512", "minibatch_size=256", "min_sample_timesteps_per_iteration=0",
+        "num_envs_per_env_runner=4", "rollout_fragment_length=128", "n_pi=2", "n_aux_epochs=2",
+        "aux_minibatch_size=256", "model.custom_model_config.depths=[4,4,4]", "model.custom_model_config.dense_size=16",
+        "env_config.env_name=bigfish", f"num_env_runners={runners}", "num_gpus=0", "stop.timesteps_total=2048",
+    ]
+    exp = load_experiment("experiments/ppg.yaml", overrides, cpus=int(runners) + 1, gpus=0)
+    ray.init(num_cpus=int(runners) + 1, include_dashboard=False, log_to_driver=False)
+    registry.register_all()
+    algo = build_algorithm_config(exp).build_algo()
+    policy = algo.get_policy()
+    results = [stats_of(algo.train()) for _ in range(3)]
+    checkpoint = algo.save(out_dir).checkpoint.path
+    aux_state = policy.aux_optimizer.state_dict()["state"]
+    counters = dict(algo._counters)
+    algo.stop()
+
+    restored = build_algorithm_config(exp).build_algo()
+    restored.restore(checkpoint)
+    restored_policy = restored.get_policy()
+    restored_aux_steps = [float(s["step"]) for s in restored_policy.aux_optimizer.state_dict()["state"].values()]
+    restored_counters = {k: restored._counters[k] for k in ("ppg_policy_phases", "ppg_aux_phases")}
+    results.append(stats_of(restored.train()))
+    obs = np.zeros(restored_policy.observation_space.shape, dtype=np.uint8)
+    action = restored.compute_single_action(obs, explore=False)
+    facts = {
+        "policy_class": type(policy).__name__,
+        "model_class": type(policy.model).__name__,
+        "results": results,
+        "aux_optimizer_steps": [float(s["step"]) for s in aux_state.values()],
+        "restored_aux_optimizer_steps": restored_aux_steps,
+        "counters": {k: counters[k] for k in ("ppg_policy_phases", "ppg_aux_phases")},
+        "restored_counters": restored_counters,
+        "buffer_dtype": str(restored_policy.aux_buffer.obs.dtype) if restored_policy.aux_buffer.obs is not None else None,
+        "action": int(action),
+        "action_space_n": int(restored_policy.action_space.n),
+    }
+    restored.stop()
+    print("FACTS " + json.dumps(facts, default=float))
+
+
+def stats_of(result):
+    stats = result["info"]["learner"]["default_policy"]["learner_stats"]
+    return {"iteration": result["training_iteration"], "timesteps": result["timesteps_total"],
+            **{k: float(v) for k, v in stats.items() if k.startswith("aux") or k in ("vf_loss", "policy_loss")}}
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
