@@ -166,6 +166,30 @@ class VideoWriter:
         return paths
 
 
+def exploration(exp, policy, deterministic):
+    """(explore, where it came from), decided as the 2020 starter kit's rollout.py (which AIcrowd's grader ran) did:
+    the run's config merged with its `evaluation_config`, then RLlib's `explore` (true unless set: PPO samples
+    its actions). --deterministic forces greedy actions."""
+    if deterministic:
+        return False, "--deterministic"
+    evaluation = exp.config.get("evaluation_config") or {}
+    if "explore" in evaluation:
+        return bool(evaluation["explore"]), f"evaluation_config.explore: {str(bool(evaluation['explore'])).lower()}"
+    explore = bool(policy.config.get("explore", True))
+    return explore, f"explore: {str(explore).lower()}, RLlib's default; the 2020 kit and grader did the same"
+
+
+def evaluation_notes(exp):
+    """What the 2020 kit's rollout took from `evaluation_config` that this one does not: it merged every key
+    into its config; here only `explore` applies and the game settings are the grader's (or the flags')."""
+    others = sorted(k for k in (exp.config.get("evaluation_config") or {}) if k != "explore")
+    if not others:
+        return []
+    return [f"evaluation_config sets {', '.join(others)}: the 2020 kit's rollout.py merged these into the config it "
+            "rolled out with; this rollout applies only evaluation_config.explore and plays the grader's settings "
+            "(easy mode, unlimited levels unless --num-levels/--start-level/--distribution-mode say otherwise)"]
+
+
 def summarize(episodes, game, mode, checkpoint):
     from envs.games import normalized_score
 
@@ -235,11 +259,15 @@ def rollout(args, guard, played):
     print(f"checkpoint: {checkpoint}")
     print(f"env_name: {env_config['env_name']}, distribution_mode: {env_config['distribution_mode']}, episodes: {args.episodes}")
     video = VideoWriter(args.video_dir) if args.video_dir else None
-    explore = not args.deterministic and policy.config.get("explore", True)
+    explore, source = exploration(exp, policy, args.deterministic)
+    print(f"exploration: {'sampled' if explore else 'greedy'} actions ({source})")
+    for note in evaluation_notes(exp):
+        print(f"note: {note}")
     episodes = play(policy, env, args.episodes, explore, on_frames=video, played=played)
     summary = summarize(episodes, env_config["env_name"], env_config["distribution_mode"], checkpoint)
     # Which levels were played (0 levels: unlimited), so a generalization score can be checked to be on unseen ones.
     summary["levels"] = {"start_level": env_config["start_level"], "num_levels": env_config["num_levels"]}
+    summary["explore"], summary["explore_from"] = explore, source
     guard.park_if_pending()
     out = Path(args.json) if args.json else Path(checkpoint).parent.parent / "rollout.json"
     with guard.lock:

@@ -9,7 +9,10 @@ Figures (each the median of --repeats measurements, with min and max):
   rllib_sampling    RLlib sampling with the IMPALA CNN policy (inference only), as a ratio to raw
   compute_ceiling   the baseline PPO's arithmetic alone, per framework: a rollout forward pass over the
                     train batch + epochs x minibatches of forward/backward/Adam, no env, no Ray
-  full_training     impala-baseline(-torch).yaml fitted to this machine, as a ratio to its framework's ceiling
+  full_training     impala-baseline(-torch).yaml fitted to this machine, as a ratio to its framework's ceiling;
+                    with torch also experiments/ppg.yaml (PPG) as a ratio to the torch baseline, measured with
+                    n_pi 1 so every timed iteration pays its auxiliary phase over its own batch: the auxiliary
+                    phase's cost grows with the batches it replays, so this is PPG's long-run rate at any n_pi
 
 Each measurement runs in its own process (TF's eager mode and Ray's state must not leak between them).
 Writes bench.json and bench.md under OUT (default $OUTPUTS_DIR/bench), with the machine's CPU, cores,
@@ -141,10 +144,13 @@ def _tf_ceiling(obs, s):
 def _experiment(args):
     from utils.config import load_experiment
 
-    overrides = (quick_overrides(args.framework) if args.quick else []) + (args.set or [])
+    experiment = getattr(args, "experiment", None)
+    overrides = (quick_overrides(args.framework, experiment) if args.quick else []) + (args.set or [])
+    if experiment == "ppg":
+        overrides.append("n_pi=1")  # an auxiliary phase in every timed iteration (module docstring)
     cpus = len(os.sched_getaffinity(0))
     gpus = gpu_count()
-    return load_experiment(ROOT / EXPERIMENTS[args.framework], overrides, cpus=cpus, gpus=gpus), cpus, gpus
+    return load_experiment(ROOT / EXPERIMENTS[experiment or args.framework], overrides, cpus=cpus, gpus=gpus), cpus, gpus
 
 
 def _build(args):
@@ -225,6 +231,10 @@ def bench(args):
         full = repeated(args, "full_training", framework=framework)
         full["reference"], full["ratio"] = f"compute_ceiling {framework}", full["median"] / ceiling["median"]
         rows += [sampling, ceiling, full]
+        if framework == "torch":
+            ppg = repeated(args, "full_training", framework="torch", experiment="ppg")
+            ppg["reference"], ppg["ratio"] = "full_training torch", ppg["median"] / full["median"]
+            rows.append(ppg)
     return rows
 
 
@@ -234,15 +244,17 @@ def markdown(rows, info, args):
            + (" QUICK MODE: toy sizes, figures mean nothing." if args.quick else ""), "",
            "| figure | game / framework | steps/s median | min | max | reference | ratio |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        what = r.get("game") or r.get("framework")
+        what = r.get("game") or r.get("framework") + (f", {EXPERIMENTS[r['experiment']]}" if r.get("experiment") else "")
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else ""
         out.append(f"| {r['figure']} | {what} | {r['median']:.0f} | {r['min']:.0f} | {r['max']:.0f} | {r.get('reference', '')} | {ratio} |")
     for r in rows:
         if "phases_s" in r:
             # training_iteration and training_step are the totals; sample + load + learn + synch_weights split them.
-            phases = ", ".join(f"{name} {r['phases_s'][name]:.1f} s" for name in ("training_iteration", "sample", "load", "learn", "synch_weights")
+            phases = ", ".join(f"{name} {r['phases_s'][name]:.1f} s"
+                               for name in ("training_iteration", "sample", "load", "learn", "aux_phase", "synch_weights")
                                if name in r["phases_s"])
-            out += ["", f"{r['figure']} {r['framework']}, seconds per iteration by RLlib phase: {phases}"]
+            label = " ".join(filter(None, (r["figure"], r["framework"], r.get("experiment"))))
+            out += ["", f"{label}, seconds per iteration by RLlib phase: {phases}"]
     out += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()), ""]
     return "\n".join(out)
 
@@ -258,6 +270,7 @@ def parse_args(argv):
     p.add_argument("--child", choices=sorted(MEASURES), help=argparse.SUPPRESS)
     p.add_argument("--game", help=argparse.SUPPRESS)
     p.add_argument("--framework", help=argparse.SUPPRESS)
+    p.add_argument("--experiment", help=argparse.SUPPRESS)
     p.add_argument("--set", action="append", help=argparse.SUPPRESS)
     p.add_argument("--sweep", action="store_true",
                    help="instead of the figures: full training of the fitted baseline against variants of its settings (scripts/bench_sweep.py)")

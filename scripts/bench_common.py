@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "scripts" / "bench.py"  # the child processes run its --child measurements
-EXPERIMENTS = {"tf": "experiments/impala-baseline.yaml", "torch": "experiments/impala-baseline-torch.yaml"}
+EXPERIMENTS = {"tf": "experiments/impala-baseline.yaml", "torch": "experiments/impala-baseline-torch.yaml",
+               "ppg": "experiments/ppg.yaml"}
 PACKAGES = ("ray", "procgen-mirror", "tensorflow", "torch", "numpy", "gymnasium")
 
 
@@ -24,13 +25,14 @@ def sizes(quick):
     return {"num_envs": 64, "steps": 500, "train_batch": 16384, "minibatch": 2048, "epochs": 3, "model": {}}
 
 
-def quick_overrides(framework):
-    """The baseline shrunk to --quick's toy sizes."""
+def quick_overrides(framework, experiment=None):
+    """The baseline (or `experiment`, a key of EXPERIMENTS) shrunk to --quick's toy sizes."""
     s = sizes(True)
-    framework_model = "impala_cnn_tf" if framework == "tf" else "impala_cnn_torch"
+    model = {"tf": "impala_cnn_tf", "ppg": "ppg_impala_cnn_torch"}.get(experiment or framework, "impala_cnn_torch")
+    extra = [f"aux_minibatch_size={s['minibatch']}"] if experiment == "ppg" else []
     return [f"train_batch_size={s['train_batch']}", f"minibatch_size={s['minibatch']}", "num_epochs=1",
             f"num_envs_per_env_runner={s['num_envs']}", "num_env_runners=0", "rollout_fragment_length=auto",
-            f"model.custom_model={framework_model}", f"model.custom_model_config={json.dumps(s['model'])}"]
+            f"model.custom_model={model}", f"model.custom_model_config={json.dumps(s['model'])}", *extra]
 
 
 def run_child(args, what, **kw):

@@ -14,7 +14,14 @@ def test_quick_bench_writes_table_and_json(tmp_path):
     figures = [(r["figure"], r.get("game") or r.get("framework")) for r in data["rows"]]
     assert figures == [("procgen_raw", "coinrun"), ("vector_env", "coinrun"),
                        ("rllib_sampling", "tf"), ("compute_ceiling", "tf"), ("full_training", "tf"),
-                       ("rllib_sampling", "torch"), ("compute_ceiling", "torch"), ("full_training", "torch")]
+                       ("rllib_sampling", "torch"), ("compute_ceiling", "torch"), ("full_training", "torch"),
+                       ("full_training", "torch")]
+    # The last row is PPG (experiments/ppg.yaml, n_pi 1: every timed iteration pays an auxiliary phase), against
+    # the torch baseline.
+    ppg = data["rows"][-1]
+    assert ppg["experiment"] == "ppg" and ppg["reference"] == "full_training torch"
+    assert ppg["ratio"] == ppg["median"] / data["rows"][-2]["median"] and ppg["phases_s"]["aux_phase"] > 0
+    assert "full_training_torch_ppg_steps_per_second: " in proc.stdout
     for row in data["rows"]:
         assert row["min"] <= row["median"] <= row["max"] and row["median"] > 0
     ratios = {(r["figure"], r.get("game") or r.get("framework")): r["ratio"] for r in data["rows"] if "ratio" in r}
@@ -24,9 +31,10 @@ def test_quick_bench_writes_table_and_json(tmp_path):
     table = (tmp_path / "bench.md").read_text()
     assert "| full_training | torch |" in table and "QUICK MODE" in table
     assert "full_training_tf_steps_per_second: " in proc.stdout
-    phases = {r["framework"]: r["phases_s"] for r in data["rows"] if r["figure"] == "full_training"}
+    phases = {r["framework"]: r["phases_s"] for r in data["rows"] if r["figure"] == "full_training" and "experiment" not in r}
     assert set(phases) == {"tf", "torch"} and all(p["sample"] > 0 and p["learn"] > 0 for p in phases.values())
     assert "full_training tf, seconds per iteration by RLlib phase: " in table
+    assert "| full_training | torch, experiments/ppg.yaml |" in table and "full_training torch ppg, seconds per" in table
 
 
 def test_bench_refuses_unknown_game(tmp_path):

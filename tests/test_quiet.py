@@ -26,7 +26,12 @@ FORWARDED_ABSL = f"\x1b[36m(pid=3449)\x1b[0m {ABSL}"
 # Ray's form of a line that several workers printed: its first copy is forwarded as above, then this.
 DEDUPLICATED_ABSL = f"\x1b[36m(pid=3450)\x1b[0m {ABSL}\x1b[32m [repeated 2x across cluster] (Ray deduplicates logs by default.)\x1b[39m"
 RAY_GPUTIL = "2026-11-30 14:56:56,777\tWARNING util.py:62 -- Install gputil for GPU system monitoring."
-NOISE = [ABSL, CUDA, CUINIT, GYM, FORWARDED_GYM, FORWARDED_ABSL, DEDUPLICATED_ABSL, RAY_GPUTIL]
+RAY_SLICES = ("2026-12-01 01:44:28,728\tWARNING sgd.py:55 -- DeprecationWarning: `_get_slice_indices` has been deprecated. "
+              "This will raise an error in the future!")
+RAY_POLICY_NAME = ("2026-12-01 01:44:38,808\tWARNING policy.py:143 -- Can not figure out a durable policy name for <class "
+                   "'algorithms.ppg.policy.torch_policy_class.<locals>.PPGTorchPolicy'>. You are probably trying to "
+                   "checkpoint a custom policy.")
+NOISE = [ABSL, CUDA, CUINIT, GYM, FORWARDED_GYM, FORWARDED_ABSL, DEDUPLICATED_ABSL, RAY_GPUTIL, RAY_SLICES, RAY_POLICY_NAME]
 
 # What must pass: our lines, a traceback, a Ray warning that is not in the list, a cuInit error of a real GPU.
 REAL_ERR = [
@@ -167,7 +172,9 @@ def test_end_to_end_tensorflow_and_gym_start_up_is_quiet():
 def test_only_known_noise_matches():
     for line in NOISE:
         assert quiet.is_noise(line), line
-    for line in REAL_ERR + REAL_OUT[:2] + ["", "WARNING: something else", "  File \"train.py\", line 1"]:
+    # A user's own policy class still gets RLlib's advice.
+    user_policy = RAY_POLICY_NAME.replace("algorithms.ppg.policy", "algorithms.my_algo.policy")
+    for line in REAL_ERR + REAL_OUT[:2] + ["", "WARNING: something else", "  File \"train.py\", line 1", user_policy]:
         assert not quiet.is_noise(line), line
 
 

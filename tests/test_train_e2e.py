@@ -59,6 +59,34 @@ def test_tiny_train_then_rollout(tmp_path, framework, model):
     mean = sum(e["return"] for e in result["per_episode"]) / 2
     assert result["mean_return"] == pytest.approx(mean)
     assert result["normalized_score"] == pytest.approx((mean - 5) / (10 - 5))
+    # As the 2020 kit's rollout (and AIcrowd's grader): PPO's actions are sampled unless evaluation_config says not.
+    assert "exploration: sampled actions (explore: true, RLlib's default" in out.stdout
+    assert result["explore"] is True and result["explore_from"].startswith("explore: true")
+
+
+@pytest.mark.parametrize("config, deterministic, expected", [
+    ({}, False, (True, "explore: true, RLlib's default; the 2020 kit and grader did the same")),
+    ({"evaluation_config": {"explore": False}}, False, (False, "evaluation_config.explore: false")),
+    ({"evaluation_config": None}, True, (False, "--deterministic")),
+])
+def test_rollout_explores_as_the_2020_kit_decided(config, deterministic, expected):
+    from types import SimpleNamespace
+
+    import rollout
+
+    assert rollout.exploration(SimpleNamespace(config=config), SimpleNamespace(config={}), deterministic) == expected
+
+
+def test_rollout_names_the_evaluation_config_keys_it_does_not_apply():
+    from types import SimpleNamespace
+
+    import rollout
+
+    exp = SimpleNamespace(config={"evaluation_config": {"explore": False, "env_config": {"distribution_mode": "hard"},
+                                                        "num_envs_per_env_runner": 2}})
+    (note,) = rollout.evaluation_notes(exp)
+    assert note.startswith("evaluation_config sets env_config, num_envs_per_env_runner: the 2020 kit's rollout.py merged")
+    assert rollout.evaluation_notes(SimpleNamespace(config={"evaluation_config": {"explore": True}})) == []
 
 
 def run_sh(*args, env, timeout=None):

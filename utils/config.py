@@ -346,10 +346,10 @@ def _validate_model(exp, config, model_defaults, problems=None):
 
 def _check_model_file(exp, name, problems):
     """Ray 0.8 idioms in the model's file, each with file, line and the change (utils/model_files.py)."""
-    from models import MODELS
+    from registry import model_path
     from utils.model_files import ray08_problems
 
-    found = ray08_problems(name, MODELS[name][0])
+    found = ray08_problems(name, model_path(name))
     if found and problems is not None:
         for error in found:
             problems.add(error)
@@ -362,15 +362,14 @@ def _import_model(name):
     """The model's class; a file that fails to import is one message naming its file, line and error."""
     import traceback
 
-    from models import MODELS
-    from registry import model_class
+    from registry import model_class, model_path
 
     try:
         return model_class(name)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001  (any error of the user's model file)
-        module = MODELS[name][0].partition(":")[0]
+        module = model_path(name).partition(":")[0]
         frames = [f for f in traceback.extract_tb(e.__traceback__) if "/models/" in f.filename]
         where = f"models/{frames[-1].filename.rsplit('/models/', 1)[1]}:{frames[-1].lineno}" if frames else module
         raise UserError(f"{where}: model {name} cannot be imported: {type(e).__name__}: {e}. Fix that line.") from None

@@ -73,6 +73,11 @@ NOISE = [re.compile(p) for p in (
     _ray("util.py", r"Install gputil for GPU system monitoring\."),
     # RLlib's old-stack PPO calling its own deprecated function; nothing for the user to change.
     _ray("train_ops.py", r"DeprecationWarning: `ray\.rllib\.execution\.train_ops\.multi_gpu_train_one_step` has been deprecated\."),
+    # The same on its simple_optimizer path (ProcgenPPO and PPG take it to reshuffle minibatches every epoch).
+    _ray("sgd.py", r"DeprecationWarning: `_get_slice_indices` has been deprecated\."),
+    # RLlib at every checkpoint of this project's own policy classes: they are rebuilt from the algorithm's name
+    # (algorithms/__init__.py), never from RLlib's policy registry, so its advice does not apply.
+    _ray("policy.py", r"Can not figure out a durable policy name for <class 'algorithms\.(?:procgen_ppo|ppg)\."),
 )]
 
 # What Ray puts before a line forwarded from a worker: colour, `(Name pid=N, ip=A)`, reset.
