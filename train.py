@@ -62,8 +62,29 @@ def prepare_run_dir(args, exp):
         aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         shutil.move(str(run_dir), aside)
         print(f"fresh: moved {run_dir} to {aside}")
+    check_resumable(run_dir, exp)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def check_resumable(run_dir, exp):
+    """UserError when the run dir's checkpoints were written by another algorithm or framework: RLlib restores
+    some of those without a word (an APPO checkpoint resumed as IMPALA), training something else than asked."""
+    import yaml
+
+    from utils.checkpoints import newest_checkpoint
+
+    saved = run_dir / "config.yaml"
+    if not saved.is_file() or newest_checkpoint(run_dir) is None:
+        return
+    (_, spec), = yaml.safe_load(saved.read_text()).items()
+    was = {"run": spec.get("run"), "framework": (spec.get("config") or {}).get("framework")}
+    now = {"run": exp.run, "framework": exp.config.get("framework")}
+    changed = [f"{key}: {was[key]} then, {now[key]} now" for key in was if was[key] and was[key] != now[key]]
+    if changed:
+        raise UserError(f"{run_dir} holds checkpoints of another experiment ({'; '.join(changed)}; see its config.yaml): "
+                        "resuming them would train something else than asked. Start fresh with --fresh (the old run "
+                        "is kept aside) or choose another --run-dir.")
 
 
 def save_resolved(run_dir, exp, argv):

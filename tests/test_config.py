@@ -87,6 +87,16 @@ def test_overrides_by_dotted_path_are_typed_like_yaml():
     assert "config.env_config.env_name=bigfish" in exp.overrides
 
 
+def test_exponents_without_a_dot_are_numbers_in_files_and_overrides(tmp_path):
+    # YAML 1.2 reads 5e-4 as a float; PyYAML (YAML 1.1) would give the string '5e-4' and the type check would refuse it.
+    text = BASELINE.read_text().replace("lr: 5.0e-4", "lr: 5e-4")
+    assert "lr: 5e-4" in text
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    exp = load_experiment(path, ["adam_epsilon=1e-8", "stop.timesteps_total=2e6"])
+    assert exp.config["lr"] == 5e-4 and exp.config["adam_epsilon"] == 1e-8 and exp.stop["timesteps_total"] == 2e6
+
+
 @pytest.mark.parametrize("override, expected", [
     ("lr", "not KEY=VALUE"),
     ("env_config.env_name=bigfsh", 'Did you mean "bigfish"'),

@@ -58,3 +58,16 @@ def test_bf16_trunk_still_learns_the_fixed_level(tmp_path, framework):
     (name, spec), = yaml.safe_load(LEARNING.read_text()).items()
     learn(tmp_path, name, spec["config"]["env_config"]["env_name"], spec["stop"]["episode_reward_mean"],
           f"framework={framework}", f"model.custom_model=impala_cnn_{framework}", "model.custom_model_config.bf16=true")
+
+
+# PPG (issue 16) on the same level: its two networks, one pass per batch as in the paper, no value or gradient clipping,
+# and an auxiliary phase every 8 batches of 2048 (the paper's n_pi 32 would first come at 65536 steps).
+PPG = ["run=PPG", "model.custom_model=ppg_impala_cnn_torch", "model.vf_share_layers=false", "num_epochs=1",
+       "vf_clip_param=null", "grad_clip=null", "adam_epsilon=1e-8", "n_pi=8", "aux_minibatch_size=512"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(hang_ceiling(STEP_CAP))
+def test_ppg_learns_the_fixed_level(tmp_path):
+    (name, spec), = yaml.safe_load(LEARNING.read_text()).items()
+    learn(tmp_path, name, spec["config"]["env_config"]["env_name"], spec["stop"]["episode_reward_mean"], *PPG)

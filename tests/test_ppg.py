@@ -89,6 +89,7 @@ def test_ppg_model_has_separate_networks_and_an_auxiliary_value_head():
 @pytest.mark.parametrize("settings, fragment", [
     ({"framework": "tf"}, "PPG needs framework: torch"),
     ({"model": {"custom_model": "impala_cnn_torch"}}, "auxiliary value head"),
+    ({"model": {"custom_model": "ppg_impala_cnn_torch", "vf_share_layers": True}}, "set model.vf_share_layers: false"),
     ({"n_pi": 0}, "n_pi must be an integer >= 1"),
     ({"n_aux_epochs": -1}, "n_aux_epochs must be an integer >= 0"),
     ({"vf_clip_param": 0.0}, "vf_clip_param must be > 0 or null"),

@@ -1,5 +1,6 @@
 """Read experiment YAML files strictly: duplicate keys, syntax errors and empty files are UserErrors."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -7,8 +8,18 @@ import yaml
 from utils.errors import UserError, UserErrors
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys (plain YAML keeps the last one silently)."""
+class _Loader(yaml.SafeLoader):
+    """SafeLoader reading `5e-4` and `1e6` as numbers, as YAML 1.2 does (PyYAML follows YAML 1.1, where a float
+    needs a dot, so `lr: 5e-4` would be the string '5e-4')."""
+
+
+_Loader.yaml_implicit_resolvers = {first: list(resolvers) for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+
+
+class _StrictLoader(_Loader):
+    """_Loader that refuses duplicate keys (plain YAML keeps the last one silently)."""
 
 
 def _construct_mapping(loader, node, deep=False):
@@ -70,6 +81,6 @@ def load_yaml(path, problems=None):
 def parse_value(text):
     """A command-line override value, typed as the same text would be in YAML."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
     except yaml.YAMLError:
         return text

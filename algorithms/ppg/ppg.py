@@ -84,6 +84,10 @@ class PPGConfig(ProcgenPPOConfig):
     def _validate_model(self):
         import registry
 
+        if self.model.get("vf_share_layers"):
+            self._value_error("PPG keeps its policy and value networks apart by design: set model.vf_share_layers: false "
+                              "(or remove it)")
+
         name = self.model.get("custom_model")
         if name not in registry.model_names() or not hasattr(registry.model_class(name), "aux_value_function"):
             self._value_error(
