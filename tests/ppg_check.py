@@ -2,7 +2,7 @@
 
     python tests/ppg_check.py OUT_DIR RUNNERS
 
-Trains PPG (experiments/ppg.yaml at toy sizes, n_pi 2) for 3 iterations on bigfish with RUNNERS env runners:
+Trains PPG (experiments/ppg.yaml at toy sizes, n_pi 2, DrAC's crop) for 3 iterations on bigfish with RUNNERS env runners:
 the auxiliary phase runs after iteration 2. Saves a checkpoint after iteration 3, restores it into a new
 algorithm, trains one more iteration (the 4th: an auxiliary phase over the one batch sampled since the
 resume), rolls out one action, and prints one JSON line of facts for the test.
@@ -27,7 +27,7 @@ def main(out_dir, runners):
         "train_batch_size=512", "minibatch_size=256", "min_sample_timesteps_per_iteration=0",
         "num_envs_per_env_runner=4", "rollout_fragment_length=128", "n_pi=2", "n_aux_epochs=2",
         "aux_minibatch_size=256", "model.custom_model_config.depths=[4,4,4]", "model.custom_model_config.dense_size=16",
-        "env_config.env_name=bigfish", f"num_env_runners={runners}", "num_gpus=0", "stop.timesteps_total=2048",
+        "augmentation=crop", "env_config.env_name=bigfish", f"num_env_runners={runners}", "num_gpus=0", "stop.timesteps_total=2048",
     ]
     exp = load_experiment("experiments/ppg.yaml", overrides, cpus=int(runners) + 1, gpus=0)
     ray.init(num_cpus=int(runners) + 1, include_dashboard=False, log_to_driver=False)
@@ -67,7 +67,7 @@ def main(out_dir, runners):
 def stats_of(result):
     stats = result["info"]["learner"]["default_policy"]["learner_stats"]
     return {"iteration": result["training_iteration"], "timesteps": result["timesteps_total"],
-            **{k: float(v) for k, v in stats.items() if k.startswith("aux") or k in ("vf_loss", "policy_loss")}}
+            **{k: float(v) for k, v in stats.items() if k.startswith("aux") or k in ("vf_loss", "policy_loss", "drac_regularizer")}}
 
 
 if __name__ == "__main__":

@@ -126,6 +126,8 @@ def test_ppg_trains_runs_its_aux_phase_every_n_pi_and_resumes(tmp_path):
     assert second["aux_phases"] == 1 and second["aux_batches"] == 2 and second["aux_samples"] >= 1024
     assert all(math.isfinite(second[k]) for k in ("aux_pol_distance", "aux_vf_aux", "aux_vf_true"))
     assert third["aux_phases"] == 1
+    # DrAC's augmentation works on PPG's policy phase too (issue 16 point 2).
+    assert all(r["drac_regularizer"] > 0 for r in facts["results"])
     # 2 epochs of 256-sample minibatches over >= 1024 rows: every Adam step of the auxiliary optimizer counted.
     steps = 2 * math.ceil(second["aux_samples"] / 256)
     assert set(facts["aux_optimizer_steps"]) == {steps}
