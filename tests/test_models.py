@@ -16,6 +16,7 @@ from models import MODELS
 from models.impala_cnn_tf import ImpalaCNN as ImpalaTF
 from models.impala_cnn_torch import ImpalaCNN as ImpalaTorch
 from models.my_vision_network import MyVisionNetwork
+from models.ppg_impala_cnn_torch import PPGImpalaCNN
 from utils.errors import UserError
 
 # Another test module may have imported RLlib before TF, which turns eager mode off for the whole
@@ -28,7 +29,8 @@ OBS_SPACE = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
 ACTION_SPACE = gym.spaces.Discrete(NUM_ACTIONS)
 DEFAULT_IMPALA_PARAMS = 626_256  # 97,600 conv + 524,544 dense + 3,855 policy + 257 value
 SMALL_IMPALA = {"depths": [8, 16], "dense_size": 64}
-MODEL_CLASSES = {"impala_cnn_tf": ImpalaTF, "impala_cnn_torch": ImpalaTorch, "my_vision_network": MyVisionNetwork}
+MODEL_CLASSES = {"impala_cnn_tf": ImpalaTF, "impala_cnn_torch": ImpalaTorch, "my_vision_network": MyVisionNetwork,
+                 "ppg_impala_cnn_torch": PPGImpalaCNN}
 
 
 def build(cls, options=None, obs_space=OBS_SPACE):
@@ -75,6 +77,11 @@ def test_output_shapes(name):
 @pytest.mark.parametrize("cls", [ImpalaTF, ImpalaTorch])
 def test_impala_parameter_count_at_defaults(cls):
     assert param_count(build(cls)) == DEFAULT_IMPALA_PARAMS
+
+
+def test_ppg_model_is_two_impala_cnns():
+    # The value network's own policy head has 1 output (257 parameters) where the policy network's has 15 (3,855).
+    assert param_count(build(PPGImpalaCNN)) == 2 * DEFAULT_IMPALA_PARAMS - 3_855 + 257
 
 
 @pytest.mark.parametrize("options", [SMALL_IMPALA, {"depths": [16, 32, 32, 32], "dense_size": 128}, {"depths": [4]}])
@@ -260,6 +267,7 @@ CATALOG_OPTIONS = {
     "impala_cnn_tf": SMALL_IMPALA,
     "impala_cnn_torch": SMALL_IMPALA,
     "my_vision_network": {"conv_filters": [[8, 4, 4], [16, 16, 1]]},
+    "ppg_impala_cnn_torch": SMALL_IMPALA,
 }
 
 
