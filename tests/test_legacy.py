@@ -460,7 +460,7 @@ def _accepted_algorithms():
 @pytest.mark.parametrize("run", _accepted_algorithms())
 def test_every_accepted_algorithm_trains_one_tiny_iteration(run, write_yaml, tmp_path):
     """Each `run:` validation accepts trains one iteration, or RLlib's own check refuses it before anything
-    is written (one error line naming the fix: DQN and SAC's replay buffer); never a traceback."""
+    is written (one error line); never a traceback."""
     config = TINY_ALGORITHM if run != "RandomPolicy" else "num_env_runners: 0\n"
     path = write_yaml(exp_text(config, run=run).replace("timesteps_total: 1024", "training_iteration: 1"))
     proc = run_script("train.py", "-f", path, "--outputs-dir", tmp_path / "out", "--progress-bar", "off")

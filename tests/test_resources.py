@@ -132,12 +132,13 @@ def test_ppo_without_framework_fits_as_torch(tmp_path):
 
 
 def test_dqn_keeps_rllibs_zero_env_runners(tmp_path):
-    """Mis-fit 2: DQN's RLlib default is 0 env runners; fitting must not give it one."""
+    """Mis-fit 2: DQN's RLlib default is 0 env runners; fitting must not give it one. (DQN itself is now refused
+    up front, utils/algorithm_support.py; RandomPolicy's AlgorithmConfig has the same default of 0.)"""
     from utils.config import load_experiment
 
     body = """
     exp:
-      run: DQN
+      run: RandomPolicy
       env: procgen_env_wrapper
       stop: {timesteps_total: 1000}
       config:
