@@ -367,7 +367,7 @@ class ProcgenEnvWrapper(gym.Env):
 
 
 def seeded_config(config, worker_index=0, vector_index=0):
-    """config with rand_seed shifted per worker (and per sub-env), so workers play different levels."""
+    """config with rand_seed shifted per env runner (RLlib's worker_index) and per env, so each plays different levels."""
     seed = config["rand_seed"]
     if seed is None:
         return config
