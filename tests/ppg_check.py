@@ -34,10 +34,16 @@ def main(out_dir, runners):
     registry.register_all()
     algo = build_algorithm_config(exp).build_algo()
     policy = algo.get_policy()
-    results = [stats_of(algo.train()) for _ in range(3)]
+    results = [stats_of(algo.train()) for _ in range(2)]
+    learner = policy.get_weights()
+    (runner,) = algo.env_runner_group.foreach_env_runner(lambda r: r.get_policy().get_weights(), local_env_runner=False)
+    weights_match = all(np.array_equal(learner[k], runner[k]) for k in learner)
+    results.append(stats_of(algo.train()))
     checkpoint = algo.save(out_dir).checkpoint.path
     aux_state = policy.aux_optimizer.state_dict()["state"]
     counters = dict(algo._counters)
+    algo.restore(checkpoint)  # into the live algorithm, whose buffer holds the 3rd batch
+    buffer_after_live_restore = algo.get_policy().aux_buffer.size
     algo.stop()
 
     restored = build_algorithm_config(exp).build_algo()
@@ -61,7 +67,21 @@ def main(out_dir, runners):
         "action_space_n": int(restored_policy.action_space.n),
     }
     restored.stop()
+    facts.update(runner_weights_match_after_aux_phase=weights_match, buffer_after_live_restore=buffer_after_live_restore,
+                 scheduled_lr=scheduled_lr(overrides))
     print("FACTS " + json.dumps(facts, default=float))
+
+
+def scheduled_lr(overrides):
+    """cur_lr of 3 iterations of 512 steps with no env runner and an lr_schedule from 5e-4 to 1e-4 at 1024 steps."""
+    from utils.config import build_algorithm_config, load_experiment
+
+    extra = ["num_env_runners=0", "lr_schedule=[[0, 5.0e-4], [1024, 1.0e-4]]", "n_pi=8", "augmentation=null"]
+    exp = load_experiment("experiments/ppg.yaml", overrides + extra, cpus=1, gpus=0)
+    algo = build_algorithm_config(exp).build_algo()
+    rates = [float(algo.train()["info"]["learner"]["default_policy"]["learner_stats"]["cur_lr"]) for _ in range(3)]
+    algo.stop()
+    return rates
 
 
 def stats_of(result):

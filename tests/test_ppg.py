@@ -40,14 +40,18 @@ def test_aux_loss_weights_the_kl_and_both_value_heads():
     assert float(total) == pytest.approx(0.5 + 2.0 * 0.3 + 0.5 * 1.0)
 
 
-def test_rllib_categorical_kl_is_kl_of_the_old_policy_to_the_new():
-    # The auxiliary phase computes dist_class(old).kl(dist_class(new)): it must be KL(old || new), ppg's direction.
+def test_policy_distance_is_kl_of_the_old_policy_to_the_new():
+    # ppg.py: td.kl_divergence(oldpd, pd). KL is not symmetric: these two distributions tell the directions apart.
     from ray.rllib.models.torch.torch_action_dist import TorchCategorical
 
-    old, new = np.array([0.7, 0.2, 0.1]), np.array([0.2, 0.5, 0.3])
-    expected = float(np.sum(old * np.log(old / new)))
-    kl = TorchCategorical(t(np.log(old)[None]), None).kl(TorchCategorical(t(np.log(new)[None]), None))
-    assert float(kl[0]) == pytest.approx(expected, rel=1e-5)
+    old, new = np.array([0.9, 0.05, 0.05]), np.array([0.2, 0.5, 0.3])
+    expected, reverse = float(np.sum(old * np.log(old / new))), float(np.sum(new * np.log(new / old)))
+    kl = losses.policy_distance(TorchCategorical(t(np.log(old)[None]), None), TorchCategorical(t(np.log(new)[None]), None))
+    assert float(kl[0]) == pytest.approx(expected, rel=1e-5) and abs(expected - reverse) > 0.2
+
+
+def test_approx_kl_is_ppgs_logged_approxkl():
+    assert float(losses.approx_kl(t([0.0, -1.0]), t([0.2, -1.0]))) == pytest.approx(0.5 * (0.04 + 0.0) / 2)
 
 
 def test_aux_buffer_keeps_uint8_frames_and_grows_past_its_first_reservation():
@@ -59,6 +63,7 @@ def test_aux_buffer_keeps_uint8_frames_and_grows_past_its_first_reservation():
     assert buffer.obs.dtype == np.uint8 and (buffer.size, buffer.batches) == (8, 3)
     assert buffer.targets[: buffer.size].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
     assert np.array_equal(buffer.obs[5:8], frames)
+    assert len(buffer.obs) >= 9, "grown by half (6 -> 9), not to the exact size: no copy for every larger batch"
     epoch = buffer.minibatches(3, np.random.default_rng(0))
     assert [len(m) for m in epoch] == [3, 3, 2] and sorted(np.concatenate(epoch).tolist()) == list(range(8))
     reserved = buffer.obs
@@ -80,10 +85,15 @@ def test_ppg_model_has_separate_networks_and_an_auxiliary_value_head():
     obs = torch.randint(0, 256, (5, 64, 64, 3), dtype=torch.uint8)
     logits, _ = model({"obs": obs}, [], None)
     assert logits.shape == (5, 15) and model.value_function().shape == (5,) and model.aux_value_function().shape == (5,)
-    model.value_function().sum().backward()
-    grads = {name: p.grad is not None and bool(p.grad.abs().sum() > 0) for name, p in model.named_parameters()}
-    assert any(v for k, v in grads.items() if k.startswith("value_network."))
-    assert not any(v for k, v in grads.items() if k.startswith("policy_network.")), "the value loss must not reach the policy"
+    for output, reaches, spared in (("value", "value_network.", "policy_network."),
+                                    ("aux value", "policy_network.", "value_network."),
+                                    ("logits", "policy_network.", "value_network.")):
+        model.zero_grad(set_to_none=True)
+        logits, _ = model({"obs": obs}, [], None)
+        {"value": model.value_function, "aux value": model.aux_value_function, "logits": lambda: logits}[output]().sum().backward()  # noqa: B023
+        grads = {name: p.grad is not None and bool(p.grad.abs().sum() > 0) for name, p in model.named_parameters()}
+        assert any(v for k, v in grads.items() if k.startswith(reaches)), reaches
+        assert not any(v for k, v in grads.items() if k.startswith(spared)), f"the {output} must not reach {spared}"
 
 
 @pytest.mark.parametrize("settings, fragment", [
@@ -94,6 +104,8 @@ def test_ppg_model_has_separate_networks_and_an_auxiliary_value_head():
     ({"n_aux_epochs": -1}, "n_aux_epochs must be an integer >= 0"),
     ({"vf_clip_param": 0.0}, "vf_clip_param must be > 0 or null"),
     ({"augmentation": "rotate"}, "augmentation must be one of"),
+    ({"kl_coeff": 0.2}, "PPG has no KL penalty"),
+    ({"simple_optimizer": False}, "remove simple_optimizer: false"),
 ])
 def test_ppg_refuses_what_it_cannot_do(settings, fragment):
     from algorithms.ppg.ppg import PPGConfig
@@ -137,4 +149,8 @@ def test_ppg_trains_runs_its_aux_phase_every_n_pi_and_resumes(tmp_path):
     # After the resume the 4th policy phase completes a cycle: the buffer holds only the batch sampled since.
     assert resumed["aux_phases"] == 2 and resumed["aux_batches"] == 1 and resumed["timesteps"] == 4 * facts["results"][0]["timesteps"]
     assert facts["buffer_dtype"] == "uint8"
+    assert facts["runner_weights_match_after_aux_phase"], "the auxiliary phase's weights reach the env runner"
+    assert facts["buffer_after_live_restore"] == 0, "a restore drops batches of the abandoned timeline"
+    # num_env_runners 0 with lr_schedule: the learner's own schedule follows the timestep (as RLlib's PPO).
+    assert facts["scheduled_lr"][0] == pytest.approx(5e-4) and facts["scheduled_lr"][-1] < 4e-4
     assert 0 <= facts["action"] < facts["action_space_n"]

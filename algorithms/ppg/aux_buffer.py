@@ -3,7 +3,7 @@
 At the paper's settings it holds N_pi x train batch = 32 x 16384 = 524,288 frames: 6.4 GB as uint8
 (64 x 64 x 3 bytes each), the dtype RLlib's train batch keeps Procgen's frames in (float32 would be 25.8 GB).
 Memory is reserved once, for the first batch's size times `phases`, and reused after every auxiliary phase;
-a larger batch grows it. The buffer is not part of checkpoints (see algorithms/ppg/ppg.py).
+larger batches grow it by half at a time. The buffer is not part of checkpoints (see algorithms/ppg/ppg.py).
 """
 
 import numpy as np
@@ -29,8 +29,13 @@ class AuxBuffer:
             self.targets = np.empty(len(self.obs), dtype=np.float32)
         end = self.size + len(obs)
         if end > len(self.obs):
-            self.obs = np.concatenate([self.obs[: self.size], np.empty((end - self.size, *obs.shape[1:]), obs.dtype)])
-            self.targets = np.concatenate([self.targets[: self.size], np.empty(end - self.size, np.float32)])
+            # Geometric growth (x1.5): a run of larger batches copies the buffer O(log n) times, not once per batch.
+            grown = max(end, len(self.obs) * 3 // 2)
+            obs_grown = np.empty((grown, *obs.shape[1:]), dtype=self.obs.dtype)
+            obs_grown[: self.size] = self.obs[: self.size]
+            targets_grown = np.empty(grown, dtype=np.float32)
+            targets_grown[: self.size] = self.targets[: self.size]
+            self.obs, self.targets = obs_grown, targets_grown
         self.obs[self.size:end] = obs
         self.targets[self.size:end] = targets
         self.size = end

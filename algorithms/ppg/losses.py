@@ -32,6 +32,19 @@ def value_loss(values, targets, old_values=None, clip=None):
     return torch.mean(error)
 
 
+def policy_distance(old_dist, new_dist):
+    """KL(pi_old || pi) per sample, shape (B,), for RLlib action distributions: ppg.py's
+    `td.kl_divergence(mb["oldpd"], pd)` (old first: RLlib's `a.kl(b)` is KL(a || b))."""
+    return old_dist.kl(new_dist)
+
+
+def approx_kl(logp, old_logp):
+    """0.5 mean((log pi - log pi_old)^2): ppo.py's `approxkl`, the policy phase's reported `kl`."""
+    import torch
+
+    return 0.5 * torch.mean((logp - old_logp) ** 2)
+
+
 def aux_loss(kl, aux_values, values, targets, beta_clone, vf_true_weight):
     """(total, parts) of one auxiliary-phase minibatch; `kl` is KL(pi_old || pi) per sample.
 

@@ -41,7 +41,8 @@ def torch_policy_class():
             logits, _ = model(train_batch)
             dist = dist_class(logits, model)
             values = model.value_function()
-            ratio = torch.exp(dist.logp(train_batch[SampleBatch.ACTIONS]) - train_batch[SampleBatch.ACTION_LOGP])
+            logp = dist.logp(train_batch[SampleBatch.ACTIONS])
+            ratio = torch.exp(logp - train_batch[SampleBatch.ACTION_LOGP])
             # Advantages arrive standardized over the whole train batch (PPG.training_step), as in ppg's ppo.py.
             policy_loss = losses.policy_loss(ratio, train_batch[Postprocessing.ADVANTAGES], self.config["clip_param"])
             entropy = torch.mean(dist.entropy())
@@ -58,7 +59,9 @@ def torch_policy_class():
             stats = model.tower_stats
             stats["total_loss"], stats["mean_policy_loss"], stats["mean_vf_loss"] = total, policy_loss, vf_loss
             stats["vf_explained_var"] = explained_variance(targets, values)
-            stats["mean_entropy"], stats["mean_kl_loss"] = entropy, torch.tensor(0.0, device=total.device)
+            # No KL penalty (PPGConfig refuses one); `kl` reports ppg's approxkl.
+            stats["mean_entropy"] = entropy
+            stats["mean_kl_loss"] = losses.approx_kl(logp, train_batch[SampleBatch.ACTION_LOGP]).detach()
             stats["drac_regularizer"] = drac
             return total
 
@@ -98,17 +101,19 @@ def torch_policy_class():
             return torch.from_numpy(self.aux_buffer.obs[index]).to(self.device)
 
         def _logits_of_buffer(self, chunk):
-            # pi_old: the policy network's logits at the start of the phase, computed once (ppg.py's presleep pass).
+            # pi_old: the policy network's logits at the start of the phase, computed once (ppg.py's presleep pass);
+            # only the policy network runs when the model has one (models/ppg_impala_cnn_torch.py).
+            forward = getattr(self.model, "policy_network", self.model)
             with torch.no_grad():
                 return torch.cat([
-                    self.model({SampleBatch.OBS: self._obs_tensor(np.arange(i, min(i + chunk, self.aux_buffer.size)))})[0]
+                    forward({SampleBatch.OBS: self._obs_tensor(slice(i, min(i + chunk, self.aux_buffer.size)))}, [], None)[0]
                     for i in range(0, self.aux_buffer.size, chunk)
                 ])
 
         def _aux_step(self, index, old_logits):
             targets = torch.from_numpy(self.aux_buffer.targets[index]).to(self.device)
             logits, _ = self.model({SampleBatch.OBS: self._obs_tensor(index), "is_training": True})
-            kl = self.dist_class(old_logits, self.model).kl(self.dist_class(logits, self.model))
+            kl = losses.policy_distance(self.dist_class(old_logits, self.model), self.dist_class(logits, self.model))
             total, parts = losses.aux_loss(kl, self.model.aux_value_function(), self.model.value_function(), targets,
                                            self.config["beta_clone"], self.config["vf_true_weight"])
             self.aux_optimizer.zero_grad()

@@ -8,13 +8,20 @@ Separate policy and value networks (models/ppg_impala_cnn_torch.py). Training al
   observations and value targets of those N_pi batches, training the policy network's auxiliary value head
   while a KL term (weight `beta_clone`, 1) keeps its policy where it was, and the value network again
   (weight `vf_true_weight`, 1); its own Adam (`aux_lr`, 5e-4), minibatches of `aux_minibatch_size` samples.
-Rewards are scaled as in ProcgenPPO (the paper's code uses the same normalizer: gamma 0.99, clip 10).
+Rewards are scaled as in ProcgenPPO (the paper's code uses the same formula: gamma 0.99, clip 10).
 Defaults are the paper's Procgen settings (ppg's train.py): gamma 0.999, lambda 0.95, lr 5e-4, clip 0.2,
 entropy 0.01, vf coefficient 0.5, no gradient clipping, no value clipping, Adam epsilon 1e-8.
 
 Differences from the paper's code, each deliberate:
-- aux minibatches are 1024 random samples (the paper: 4 whole 256-step env segments, 1024 samples, chosen
-  so a recurrent policy could replay them; this policy is not recurrent);
+- minibatches are random samples: the policy phase's 8 of 2048 (the paper: 8 whole 256-step env rows each)
+  and the auxiliary phase's of 1024 (the paper: 4 whole env segments, 1024 samples), since the paper cut by
+  env rows so a recurrent policy could replay them and this policy is not recurrent;
+- reward scaling keeps one running statistic per env runner, merged into the learner's at every checkpoint
+  (ProcgenPPO's scheme); the paper's normalizer is one statistic all-reduced over its processes;
+- both networks are this project's IMPALA CNN with its initialisation (Glorot trunk, orthogonal heads with
+  gains 0.01 and 1.0); the paper's uses normalized-weight layers (trunk scale 1.4, heads 0.1), and its
+  max-pool pads differently at the borders;
+- advantages are standardized with RLlib's `standardized` (std floored at 1e-4; the paper adds 1e-8);
 - the auxiliary buffer is not saved in checkpoints (6.4 GB at the paper's settings): after a resume, the
   next auxiliary phase replays only the batches sampled since, and a note says so.
 The auxiliary phase's figures are in the results (`info/learner/default_policy/learner_stats/aux_*`, so in
@@ -79,6 +86,12 @@ class PPGConfig(ProcgenPPOConfig):
                 self._value_error(f"{key} must be >= 0, got {getattr(self, key)!r}")
         if self.is_multi_agent:
             self._value_error("PPG trains a single policy: remove the multiagent section")
+        if self.use_kl_loss or self.kl_coeff:
+            self._value_error(f"PPG has no KL penalty in its policy phase (the paper's kl_penalty is 0): set kl_coeff: 0.0 "
+                              f"and use_kl_loss: false, got kl_coeff {self.kl_coeff!r}, use_kl_loss {self.use_kl_loss!r}")
+        if not self.simple_optimizer:
+            self._value_error("PPG trains through RLlib's simple_optimizer path (minibatches reshuffled every epoch): "
+                              "remove simple_optimizer: false")
         self._validate_model()
 
     def _validate_model(self):
@@ -132,16 +145,19 @@ class PPG(ProcgenPPO):
             self._counters[AUX_PHASES] += 1
         stats = results[DEFAULT_POLICY_ID][LEARNER_STATS_KEY]
         stats.update(getattr(self, "_aux_stats", {}), aux_phases=float(self._counters[AUX_PHASES]))
+        global_vars = {"timestep": self._counters[NUM_AGENT_STEPS_SAMPLED],
+                       "num_grad_updates_per_policy": {DEFAULT_POLICY_ID: policy.num_grad_updates}}
         with self._timers[SYNCH_WORKER_WEIGHTS_TIMER]:
             if self.env_runner_group.num_remote_workers() > 0:
-                self.env_runner_group.sync_weights(
-                    policies=[DEFAULT_POLICY_ID],
-                    global_vars={"timestep": self._counters[NUM_AGENT_STEPS_SAMPLED],
-                                 "num_grad_updates_per_policy": {DEFAULT_POLICY_ID: policy.num_grad_updates}})
+                self.env_runner_group.sync_weights(policies=[DEFAULT_POLICY_ID], global_vars=global_vars)
+        # As RLlib's PPO: the learner's own schedules (lr_schedule, entropy_coeff_schedule) follow the timestep.
+        self.env_runner.set_global_vars(global_vars)
         return results
 
     def __setstate__(self, state):
         super().__setstate__(state)
+        # Batches sampled before a restore into a live algorithm belong to the abandoned timeline.
+        self.get_policy().aux_buffer.clear()
         done = self._counters[POLICY_PHASES] % self.config.n_pi
         if done and self.config.n_aux_epochs > 0:
             print(f"note: PPG resumed {done} policy phase(s) after its last auxiliary phase; the auxiliary buffer "
