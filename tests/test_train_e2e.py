@@ -151,9 +151,9 @@ def test_interrupt_saves_checkpoint_and_rerun_resumes(tmp_path):
     assert rows[0]["training_iteration"] > summary["training_iteration"]
 
     # Another algorithm on the same run dir is refused before anything starts (RLlib would restore some silently).
-    other = train(tmp_path, *TINY, "run=APPO", check=False)
-    assert other.returncode == 2 and "Traceback" not in other.stderr
-    assert f"{run_dir} holds checkpoints of another experiment (run: PPO then, APPO now; see its config.yaml)" in other.stderr
+    other = train(tmp_path, *TINY, "run=ProcgenPPO", check=False)
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr
+    assert f"{run_dir} holds checkpoints of another experiment (run: PPO then, ProcgenPPO now; see its config.yaml)" in other.stderr
     assert "--fresh" in other.stderr and "run: PPO" in (run_dir / "config.yaml").read_text(), "the saved run is untouched"
 
     fresh = train(tmp_path, *TINY, "--fresh")
