@@ -56,6 +56,13 @@ def machine_resources(args):
         return cpus, 0
 
 
+def machine_memory():
+    """This machine's memory in bytes as Ray counts it (a container's cgroup limit where there is one)."""
+    from ray._private.utils import get_system_memory
+
+    return get_system_memory()
+
+
 def prepare_run_dir(args, exp):
     run_dir = Path(args.run_dir) if args.run_dir else exp.run_dir(args.outputs_dir)
     if args.fresh and run_dir.exists():
@@ -329,7 +336,7 @@ def main(argv=None):
         from utils.config import build_algorithm_config, load_experiment
 
         cpus, gpus = machine_resources(args)
-        exp = load_experiment(args.experiment_file, args.overrides, cpus=cpus, gpus=gpus)
+        exp = load_experiment(args.experiment_file, args.overrides, cpus=cpus, gpus=gpus, memory=machine_memory())
         algo_config = build_algorithm_config(exp)  # RLlib's own checks, before anything is written
         run_dir = prepare_run_dir(args, exp)
         run.run_dir, run.keep = run_dir, exp.spec["keep_checkpoints_num"]

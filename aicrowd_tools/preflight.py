@@ -202,14 +202,21 @@ def check_step_budget(ctx):
 
 
 def check_resources(ctx):
-    """The grader's arithmetic (utils.resources.grader_check): runners + its evaluation runner + the learner."""
-    from utils.resources import grader_check
+    """The grader's arithmetic (utils.resources.grader_check): runners + its evaluation runner + the learner;
+    and the learner's replay memory (PPG's auxiliary buffer) against the grader machine's memory."""
+    from utils.resources import GRADER_MEMORY_GIB, grader_check, memory_check
 
     exp = ctx.exp()
-    check = grader_check(exp.demand(), evaluation_worker=exp.evaluation_worker, gpu=_wants_gpu(ctx), where=ctx.experiment)
-    if not check.ok:
-        raise Failed(" ".join(check.problems))
-    return check.summary()
+    d = exp.demand()
+    check = grader_check(d, evaluation_worker=exp.evaluation_worker, gpu=_wants_gpu(ctx), where=ctx.experiment)
+    memory_problem, memory_note = memory_check(d, GRADER_MEMORY_GIB * 2**30, "the grader's machine", ctx.experiment)
+    problems = [*check.problems, *([memory_problem] if memory_problem else [])]
+    if problems:
+        raise Failed(" ".join(problems))
+    summary = check.summary()
+    if d.learner_buffer_bytes:
+        summary += f", auxiliary buffer {d.learner_buffer_bytes / 2**30:.1f} GiB <= {GRADER_MEMORY_GIB} GiB"
+    return summary + (f" (note: {memory_note})" if memory_note else "")
 
 
 def check_rllib_config(ctx):

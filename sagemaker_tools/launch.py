@@ -247,7 +247,7 @@ def check_gpus(exp, groups, prices):
     from utils.resources import learner_gpu_problem
 
     d = exp.demand()
-    learner = next((g for g in groups if g.name in (None, LEARNER_GROUP)), groups[0])
+    learner = learner_group(groups)
     problem = learner_gpu_problem(d, bool(prices["instances"][learner.instance_type]["gpus"]),
                                   any(prices["instances"][g.instance_type]["gpus"] for g in groups))
     if problem == "learner":
@@ -259,6 +259,22 @@ def check_gpus(exp, groups, prices):
     if problem == "runners":
         raise UserError(f"{exp.path} gives env runners GPUs ({_source(exp, 'num_gpus_per_env_runner')}: {d.gpus_per_runner:g}) but no "
                         "instance of the job has one. Add a GPU instance, or --set num_gpus_per_env_runner=0.")
+
+
+def learner_group(groups):
+    """The group whose first host runs train.py, the learner: the one named LEARNER_GROUP, else the first."""
+    return next((g for g in groups if g.name in (None, LEARNER_GROUP)), groups[0])
+
+
+def check_memory(exp, groups, prices):
+    """PPG's auxiliary buffer must fit the learner's instance (its memory_gib in sagemaker/prices.yaml), before
+    any money is spent: otherwise the job is killed when the buffer fills, n_pi iterations in."""
+    from utils.config import check_memory as check
+
+    learner = learner_group(groups)
+    memory_gib = prices["instances"][learner.instance_type].get("memory_gib")
+    if memory_gib:  # a line a user added without memory_gib: nothing to check against
+        check(exp, memory_gib * 2**30, machine=f"the learner's {learner.instance_type}")
 
 
 # --------------------------------------------------------------------------- experiment, hyperparameters, metrics
@@ -531,6 +547,7 @@ def make_plan(args):
     exp, overrides = load_experiment(args)
     if not args.local:
         check_gpus(exp, groups, prices)
+        check_memory(exp, groups, prices)
     max_run = parse_duration(args.max_run, "--max-run")
     max_wait = None
     if args.spot:
@@ -649,6 +666,8 @@ def print_plan(plan, args):
     print(f"experiment: {exp.path} ({exp.name}, {exp.run}, {exp.env_name}); in the job: {plan.experiment}")
     for item in exp.overrides:
         print(f"override: {item}")
+    for note in exp.notes:
+        print(f"note: {note}")
     print(f"job: {plan.job_name}")
     if plan.local:
         return

@@ -19,6 +19,7 @@ import utils  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TF/Ray)
 def main(out_dir, runners):
     import numpy as np
     import ray
+    import torch
 
     import registry
     from utils.config import build_algorithm_config, load_experiment
@@ -41,6 +42,7 @@ def main(out_dir, runners):
     results.append(stats_of(algo.train()))
     checkpoint = algo.save(out_dir).checkpoint.path
     aux_state = policy.aux_optimizer.state_dict()["state"]
+    rngs_at_save = (policy.aux_rng.bit_generator.state, policy.augmentation_generator.get_state().tolist())
     counters = dict(algo._counters)
     algo.restore(checkpoint)  # into the live algorithm, whose buffer holds the 3rd batch
     buffer_after_live_restore = algo.get_policy().aux_buffer.size
@@ -51,6 +53,9 @@ def main(out_dir, runners):
     restored_policy = restored.get_policy()
     restored_aux_steps = [float(s["step"]) for s in restored_policy.aux_optimizer.state_dict()["state"].values()]
     restored_counters = {k: restored._counters[k] for k in ("ppg_policy_phases", "ppg_aux_phases")}
+    rngs_restored = (restored_policy.aux_rng.bit_generator.state, restored_policy.augmentation_generator.get_state().tolist())
+    seed = algo.config.seed or 0
+    seeded = (np.random.default_rng(seed).bit_generator.state, torch.Generator().manual_seed(seed).get_state().tolist())
     results.append(stats_of(restored.train()))
     obs = np.zeros(restored_policy.observation_space.shape, dtype=np.uint8)
     action = restored.compute_single_action(obs, explore=False)
@@ -62,6 +67,9 @@ def main(out_dir, runners):
         "restored_aux_optimizer_steps": restored_aux_steps,
         "counters": {k: counters[k] for k in ("ppg_policy_phases", "ppg_aux_phases")},
         "restored_counters": restored_counters,
+        # The auxiliary minibatch order and DrAC's draws resume where they were (both moved since the seed).
+        "rngs_resumed": rngs_restored == rngs_at_save,
+        "rngs_moved_since_seed": rngs_at_save[0] != seeded[0] and rngs_at_save[1] != seeded[1],
         "buffer_dtype": str(restored_policy.aux_buffer.obs.dtype) if restored_policy.aux_buffer.obs is not None else None,
         "action": int(action),
         "action_space_n": int(restored_policy.action_space.n),

@@ -150,3 +150,17 @@ def test_bad_augmentation_settings_are_refused(settings, fragment):
     config.update_from_dict(settings)
     with pytest.raises(ValueError, match=fragment):
         config.validate()
+
+
+def test_augmentation_draws_resume_from_the_policy_state():
+    """A checkpoint keeps DrAC's random generator: a restored policy draws the crops the saved one would have."""
+    data = train_batch()
+    saved = policy(augmentation="crop", drac_coeff=0.1)
+    saved.loss(saved.model, saved.dist_class, data)  # moves the generator past its seed
+    state = saved.get_state()
+    restored = policy(augmentation="crop", drac_coeff=0.1)
+    assert not torch.equal(restored.augmentation_generator.get_state(), saved.augmentation_generator.get_state())
+    restored.set_state(state)
+    assert torch.equal(restored.augmentation_generator.get_state(), saved.augmentation_generator.get_state())
+    crops = [augmentation.augment("crop", data["obs"], p.augmentation_generator) for p in (saved, restored)]
+    assert torch.equal(*crops)

@@ -145,6 +145,7 @@ def test_ppg_trains_runs_its_aux_phase_every_n_pi_and_resumes(tmp_path):
     steps = 2 * math.ceil(second["aux_samples"] / 256)
     assert set(facts["aux_optimizer_steps"]) == {steps}
     assert facts["restored_aux_optimizer_steps"] == facts["aux_optimizer_steps"], "the aux Adam resumes"
+    assert facts["rngs_moved_since_seed"] and facts["rngs_resumed"], "aux minibatch order and DrAC draws resume"
     assert facts["counters"] == facts["restored_counters"] == {"ppg_policy_phases": 3, "ppg_aux_phases": 1}
     assert "note: PPG resumed 1 policy phase(s) after its last auxiliary phase" in proc.stdout
     # After the resume the 4th policy phase completes a cycle: the buffer holds only the batch sampled since.

@@ -33,6 +33,27 @@ def test_demand_reads_resolved_settings_only():
     assert demand(settings.get).cpus == 10 and demand(settings.get).runners_given is False
 
 
+def test_ppgs_auxiliary_buffer_is_counted_and_checked_against_memory():
+    """n_pi x train_batch_size rows of a 64x64x3 uint8 frame and a float32 target (algorithms/ppg/aux_buffer.py)."""
+    ppg = {"n_pi": 32, "n_aux_epochs": 6, "train_batch_size": 16384, "framework": "torch"}
+    d = demand(ppg.get)
+    assert (d.replayed_batches, d.train_batch) == (32, 16384)
+    assert d.learner_buffer_bytes == 32 * 16384 * (64 * 64 * 3 + 4) == 6_444_548_096
+    assert demand({**ppg, "n_aux_epochs": 0}.get).learner_buffer_bytes == 0, "no auxiliary phase, no buffer"
+    assert demand({**ppg, "n_pi": "32"}.get).learner_buffer_bytes == 0, "a wrong type is PPG's validation's to name"
+    assert demand({"train_batch_size": 16384}.get).learner_buffer_bytes == 0, "PPO keeps no replay"
+    gib = 2**30
+    assert resources.memory_check(d, 64 * gib) == (None, None)
+    problem, note = resources.memory_check(d, 10 * gib, "this laptop", "my.yaml")
+    assert problem is None and note.startswith("PPG's auxiliary buffer needs 6.0 GiB (n_pi 32 x train_batch_size 16384 "
+                                               "= 524,288 frames of 12,292 bytes): over half of the 10.0 GiB this laptop has")
+    problem, note = resources.memory_check(d, 4 * gib, "this laptop", "my.yaml")
+    assert note is None and problem.startswith("PPG's auxiliary buffer needs 6.0 GiB (n_pi 32 x train_batch_size 16384 = "
+                                               "524,288 frames of 12,292 bytes) but this laptop has 4.0 GiB of memory. "
+                                               "Lower config.n_pi or config.train_batch_size in my.yaml")
+    assert resources.memory_check(demand({"train_batch_size": 16384}.get), 1) == (None, None)
+
+
 def test_fit_machine_keeps_the_games_and_drops_gpus():
     fit = fit_machine(make(gpus=0.3), cpus=2, gpus=0)
     assert fit.overrides == {"num_env_runners": 1, "num_envs_per_env_runner": 64, "num_gpus": 0, "num_gpus_per_env_runner": 0}
@@ -167,6 +188,22 @@ def test_disable_evaluation_worker_is_a_top_level_key(tmp_path):
     assert exp.evaluation_worker is False and exp.spec["disable_evaluation_worker"] is True
     with pytest.raises(UserError, match=r"disable_evaluation_worker must be true or false, not 'yes please'"):
         load_experiment(write(tmp_path, body.replace("true", "yes please")))
+
+
+def test_training_refuses_ppg_whose_buffer_exceeds_the_machines_memory():
+    """train.py passes this machine's memory (Ray's count) to load_experiment: a refusal up front, not a kill
+    n_pi iterations in; over half of it, a note."""
+    from utils.config import load_experiment
+    from utils.errors import UserError
+
+    gib = 2**30
+    with pytest.raises(UserError, match=r"experiments/ppg.yaml: PPG's auxiliary buffer needs 6.0 GiB .* but this "
+                                        r"machine has 4.0 GiB of memory\. Lower config.n_pi"):
+        load_experiment(ROOT / "experiments" / "ppg.yaml", cpus=2, gpus=0, memory=4 * gib)
+    noted = load_experiment(ROOT / "experiments" / "ppg.yaml", cpus=2, gpus=0, memory=8 * gib)
+    assert any(n.startswith("PPG's auxiliary buffer needs 6.0 GiB") and "if the run is killed for memory" in n
+               for n in noted.notes), noted.notes
+    assert load_experiment(ROOT / "experiments" / "ppg.yaml", ["n_pi=4"], cpus=2, gpus=0, memory=4 * gib).config["n_pi"] == 4
 
 
 def test_accessors_before_validation_say_so():

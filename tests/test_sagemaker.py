@@ -261,6 +261,23 @@ def test_expected_hours_fall_back_to_the_measured_figure_and_cap_at_max_run(caps
     assert "capped by --max-run" in out
 
 
+def test_ppgs_auxiliary_buffer_is_checked_against_the_learners_instance(capsys):
+    """Issue 16: PPG's buffer (n_pi x train batch frames) against the learner type's memory_gib (prices.yaml), before
+    a job is paid for and killed n_pi iterations in; over half of it, a note in the plan."""
+    args = ["experiments/ppg.yaml", "--dry-run", "--region", "us-east-1", "--bucket", "my-bucket", "--role", ROLE,
+            "--job-name", "ppg-memory", "--instance-type", "ml.c5.xlarge", "--set", "num_gpus=0"]
+    rc, out, err = launch_in_process(capsys, *args)
+    assert rc == 0, err
+    assert ("note: PPG's auxiliary buffer needs 6.0 GiB (n_pi 32 x train_batch_size 16384 = 524,288 frames of 12,292 "
+            "bytes): over half of the 8.0 GiB the learner's ml.c5.xlarge has") in out, out
+    rc, out, err = launch_in_process(capsys, *args, "--set", "n_pi=64")
+    assert rc == 2 and "Traceback" not in out + err
+    assert err.startswith("error: experiments/ppg.yaml: PPG's auxiliary buffer needs 12.0 GiB (n_pi 64 x ") and \
+        "but the learner's ml.c5.xlarge has 8.0 GiB of memory. Lower config.n_pi" in err, err
+    rc, out, err = launch_in_process(capsys, *args[:-4], "--instance-type", "ml.c5.4xlarge", "--set", "num_gpus=0")
+    assert rc == 0 and "auxiliary buffer" not in out, "32 GiB: no note"
+
+
 BAD_INPUT = [
     ("no credentials", ["--instance-type", "ml.c5.4xlarge", "--set", "num_gpus=0"], {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None},
      "No AWS credentials found. Run `aws configure`"),

@@ -78,8 +78,11 @@ class Experiment(ResolvedSettings):
         return {self.name: copy.deepcopy(self.spec)}
 
 
-def load_experiment(path, overrides=(), cpus=None, gpus=None):
-    """The whole pipeline: file + overrides -> a validated, machine-fitted Experiment."""
+def load_experiment(path, overrides=(), cpus=None, gpus=None, memory=None):
+    """The whole pipeline: file + overrides -> a validated, machine-fitted Experiment.
+
+    cpus, gpus: the machine to fit (None: no fitting); memory: its memory in bytes, to check the learner's replay
+    memory against (utils.resources.memory_check; None: no check). Raises UserError for every problem found."""
     # Every problem of the file in one run: each step adds what it finds, then all are raised together.
     problems = Problems(str(path))
     exp = read_experiment(path, problems)
@@ -89,6 +92,8 @@ def load_experiment(path, overrides=(), cpus=None, gpus=None):
     problems.raise_if_any()
     if cpus is not None:
         fit_resources(exp, cpus, gpus or 0)
+    if memory is not None:
+        check_memory(exp, memory)
     return exp
 
 
@@ -402,6 +407,16 @@ def fit_resources(exp, cpus, gpus):
     """Shrink env runners and GPU shares that this machine cannot give, keeping the train batch the same
     (utils.resources.fit_machine); the changes go into the config, their notes into exp.notes."""
     return exp.apply(resources.fit_machine(exp.demand(), cpus, gpus))
+
+
+def check_memory(exp, memory_bytes, machine="this machine"):
+    """Refuse an experiment whose learner replay memory (PPG's auxiliary buffer) exceeds the machine's memory;
+    a note when it takes over half of it (utils.resources.memory_check)."""
+    problem, note = resources.memory_check(exp.demand(), memory_bytes, machine, where=exp.path)
+    if problem:
+        raise UserError(f"{exp.path}: {problem}")
+    if note:
+        exp.notes.append(note)
 
 
 # A deliberately pessimistic env-steps/s for one env runner, to size sample_timeout_s: about 1/100 of what

@@ -19,6 +19,13 @@ GRADER_CPUS = 8
 GRADER_GPUS = 1
 GRADER_EVALUATION_RUNNERS = 1
 
+# The grader's machine's memory: 61 GiB (ml.p3.2xlarge; shared/REFERENCE.md, "grader").
+GRADER_MEMORY_GIB = 61
+
+# One row of PPG's auxiliary buffer (algorithms/ppg/aux_buffer.py): a Procgen frame as RLlib's train batch keeps
+# it (64 x 64 RGB, uint8) and its float32 value target.
+AUX_ROW_BYTES = 64 * 64 * 3 + 4
+
 # The torch rule, measured (`./run.sh --bench --sweep --repeats 3`, 2 cores; README "Benchmark"): where only one
 # env runner fits beside the learner, a torch learner that samples in its own process trains faster (one runner
 # beside the learner reached 0.90 of it, sampling then getting both cores). TF measured 0 runners at 0.92-1.00 of
@@ -39,6 +46,14 @@ class Demand:
     framework: str
     evaluation_runners: int = 0  # evaluation_num_env_runners when evaluation_interval is set
     runners_given: bool = True  # False: num_env_runners is RLlib's default, not the experiment's
+    replayed_batches: int = 0  # PPG's n_pi: train batches the learner keeps for its auxiliary phase (0: none)
+    train_batch: int = 0  # train_batch_size
+
+    @property
+    def learner_buffer_bytes(self):
+        """Bytes the learner keeps across iterations for replay: PPG's auxiliary buffer, n_pi x train batch rows
+        of AUX_ROW_BYTES (6.4e9 at the paper's 32 x 16384); 0 for PPO."""
+        return self.replayed_batches * self.train_batch * AUX_ROW_BYTES
 
     @property
     def all_runners(self):
@@ -88,7 +103,15 @@ def demand(setting, given=()):
         framework=setting("framework"),
         evaluation_runners=int(evaluation),
         runners_given="num_env_runners" in given,
+        # PPG keeps n_pi batches when it runs an auxiliary phase; other algorithms have neither key. A value of the
+        # wrong type counts as none here: the algorithm's own validation names it.
+        replayed_batches=_count(setting("n_pi")) if _count(setting("n_aux_epochs")) else 0,
+        train_batch=_count(setting("train_batch_size")),
     )
+
+
+def _count(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def fragment_length(fragment, train_batch, runners, envs_per_runner):
@@ -208,3 +231,23 @@ def grader_check(d, evaluation_worker=True, gpu=True, where="the experiment"):
                         f"num_gpus_per_env_runner in {where}" + (' or set "gpu": true in aicrowd.json.' if not gpu else "."))
     return GraderCheck(graded.cpus, graded.gpu_shares, parts, GRADER_CPUS, gpu_limit, tuple(problems))
 
+
+
+def memory_check(d, memory_bytes, machine="this machine", where="the experiment"):
+    """(problem, note) for the learner's replay memory (Demand.learner_buffer_bytes) on a machine of
+    `memory_bytes`; each None when there is nothing to say. A problem when the buffer alone is more than the
+    machine's memory (the run would be killed when the buffer fills, n_pi iterations in); a note when it is over
+    half of it (Ray's object store, the env runners and the learner's own batches need the rest)."""
+    need = d.learner_buffer_bytes
+    if not need or not memory_bytes:
+        return None, None
+    what = (f"PPG's auxiliary buffer needs {need / 2**30:.1f} GiB (n_pi {d.replayed_batches} x train_batch_size "
+            f"{d.train_batch} = {d.replayed_batches * d.train_batch:,} frames of {AUX_ROW_BYTES:,} bytes)")
+    has = f"{machine} has {memory_bytes / 2**30:.1f} GiB of memory"
+    if need > memory_bytes:
+        return (f"{what} but {has}. Lower config.n_pi or config.train_batch_size in {where} (the paper's 32 x 16384 "
+                f"needs 6.0 GiB), or use a machine with more memory."), None
+    if need > memory_bytes / 2:
+        return None, f"{what}: over half of the {memory_bytes / 2**30:.1f} GiB {machine} has; if the run is killed " \
+                     f"for memory, lower config.n_pi"
+    return None, None

@@ -10,9 +10,10 @@ from ray.rllib.policy.sample_batch import SampleBatch
 from algorithms.ppg import losses
 from algorithms.ppg.aux_buffer import AuxBuffer
 from algorithms.procgen_ppo import augmentation
-from algorithms.procgen_ppo.policies import ReturnScalingMixin
+from algorithms.procgen_ppo.policies import AUGMENTATION_RNG_STATE, ReturnScalingMixin
 
 AUX_OPTIMIZER_STATE = "ppg_aux_optimizer"
+AUX_RNG_STATE = "ppg_aux_rng"
 
 
 def torch_policy_class():
@@ -124,12 +125,21 @@ def torch_policy_class():
         def get_state(self):
             state = super().get_state()
             state[AUX_OPTIMIZER_STATE] = convert_to_numpy(self.aux_optimizer.state_dict())
+            # The auxiliary minibatch order and the augmentation draws go on where they were after a resume.
+            state[AUX_RNG_STATE] = self.aux_rng.bit_generator.state
+            state[AUGMENTATION_RNG_STATE] = self.augmentation_generator.get_state().numpy()
             return state
 
         def set_state(self, state):
             state = dict(state)
             aux = state.pop(AUX_OPTIMIZER_STATE, None)
+            aux_rng = state.pop(AUX_RNG_STATE, None)
+            augmentation_rng = state.pop(AUGMENTATION_RNG_STATE, None)
             super().set_state(state)
+            if aux_rng is not None:
+                self.aux_rng.bit_generator.state = aux_rng
+            if augmentation_rng is not None:
+                self.augmentation_generator.set_state(torch.from_numpy(np.array(augmentation_rng, dtype=np.uint8)))
             if aux is not None:
                 self.aux_optimizer.load_state_dict({
                     "param_groups": aux["param_groups"],

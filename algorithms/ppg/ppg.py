@@ -23,7 +23,8 @@ Differences from the paper's code, each deliberate:
   max-pool pads differently at the borders;
 - advantages are standardized with RLlib's `standardized` (std floored at 1e-4; the paper adds 1e-8);
 - the auxiliary buffer is not saved in checkpoints (6.4 GB at the paper's settings): after a resume, the
-  next auxiliary phase replays only the batches sampled since, and a note says so.
+  next auxiliary phase replays only the batches sampled since, and a note says so. (The auxiliary phase's Adam
+  and the random states of its minibatch order and of DrAC's augmentation are saved.)
 The auxiliary phase's figures are in the results (`info/learner/default_policy/learner_stats/aux_*`, so in
 TensorBoard and result.json), from the last auxiliary phase; `aux_phases` counts them. Torch only.
 """

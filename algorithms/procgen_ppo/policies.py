@@ -1,6 +1,7 @@
 """ProcgenPPO's policies: RLlib's old-stack PPO policies with the Procgen paper's loss, reward
 scaling and Adam epsilon (see `losses.py`, `reward_scaling.py`). Torch and static-graph TF."""
 
+import numpy as np
 from ray.rllib.evaluation.postprocessing import Postprocessing
 from ray.rllib.policy.sample_batch import SampleBatch
 
@@ -8,6 +9,7 @@ from algorithms.procgen_ppo import augmentation, losses
 from algorithms.procgen_ppo.reward_scaling import ReturnScaler
 
 SCALER_STATE = "procgen_ppo_return_scaler"
+AUGMENTATION_RNG_STATE = "augmentation_rng"
 
 
 class ReturnScalingMixin:
@@ -66,6 +68,19 @@ def torch_policy_class():
 
         def optimizer(self):
             return torch.optim.Adam(self.model.parameters(), lr=self.config["lr"], eps=self.config["adam_epsilon"])
+
+        def get_state(self):
+            state = super().get_state()
+            # DrAC's augmentation draws go on where they were after a resume.
+            state[AUGMENTATION_RNG_STATE] = self.augmentation_generator.get_state().numpy()
+            return state
+
+        def set_state(self, state):
+            state = dict(state)
+            rng = state.pop(AUGMENTATION_RNG_STATE, None)
+            super().set_state(state)
+            if rng is not None:
+                self.augmentation_generator.set_state(torch.from_numpy(np.array(rng, dtype=np.uint8)))
 
         def loss(self, model, dist_class, train_batch):
             logits, _ = model(train_batch)
