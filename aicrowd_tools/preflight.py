@@ -204,12 +204,15 @@ def check_step_budget(ctx):
 def check_resources(ctx):
     """The grader's arithmetic (utils.resources.grader_check): runners + its evaluation runner + the learner;
     and the learner's replay memory (PPG's auxiliary buffer) against the grader machine's memory."""
+    from utils.config import learner_memory_demand
     from utils.resources import GRADER_MEMORY_GIB, grader_check, memory_check
 
     exp = ctx.exp()
-    d = exp.demand()
+    d = learner_memory_demand(exp)
     check = grader_check(d, evaluation_worker=exp.evaluation_worker, gpu=_wants_gpu(ctx), where=ctx.experiment)
-    memory_problem, memory_note = memory_check(d, GRADER_MEMORY_GIB * 2**30, "the grader's machine", ctx.experiment)
+    memory_problem, memory_note = memory_check(d, GRADER_MEMORY_GIB * 2**30, "the grader's machine")
+    if memory_problem:
+        memory_problem = f"{memory_problem[:-1]} in {ctx.experiment}."
     problems = [*check.problems, *([memory_problem] if memory_problem else [])]
     if problems:
         raise Failed(" ".join(problems))

@@ -199,7 +199,7 @@ def instance_info(prices, instance_type, flag):
     table = prices["instances"]
     if instance_type not in table:
         err = unknown_name("instance type", instance_type, table, flag)
-        raise UserError(f"{err} To use another type, add it with its price, vCPUs and GPUs to {PRICES.relative_to(ROOT)}.")
+        raise UserError(f"{err} To use another type, add it with its price, vCPUs, GPUs and memory to {PRICES.relative_to(ROOT)}.")
     return table[instance_type]
 
 
@@ -272,9 +272,19 @@ def check_memory(exp, groups, prices):
     from utils.config import check_memory as check
 
     learner = learner_group(groups)
+    if not exp.demand().replayed_batches:
+        return
     memory_gib = prices["instances"][learner.instance_type].get("memory_gib")
-    if memory_gib:  # a line a user added without memory_gib: nothing to check against
-        check(exp, memory_gib * 2**30, machine=f"the learner's {learner.instance_type}")
+    if memory_gib is None:
+        exp.notes.append(f"{learner.instance_type} has no memory_gib in {PRICES.relative_to(ROOT)}: PPG's auxiliary "
+                         "buffer is not checked against the learner's memory; add its memory in GiB to check it")
+        return
+    if not isinstance(memory_gib, (int, float)) or isinstance(memory_gib, bool) or memory_gib <= 0:
+        raise UserError(f"{PRICES.relative_to(ROOT)}: memory_gib of {learner.instance_type} must be a number of GiB "
+                        f"> 0, not {memory_gib!r}. Write it as on the other lines, e.g. memory_gib: 64.")
+    where = "--instance-type" if learner.name is None else f"the {LEARNER_GROUP} group's type in --instance-groups"
+    check(exp, memory_gib * 2**30, machine=f"the learner's {learner.instance_type}",
+          fix=f"or a learner instance type with more memory ({where})")
 
 
 # --------------------------------------------------------------------------- experiment, hyperparameters, metrics

@@ -37,20 +37,23 @@ def test_ppgs_auxiliary_buffer_is_counted_and_checked_against_memory():
     """n_pi x train_batch_size rows of a 64x64x3 uint8 frame and a float32 target (algorithms/ppg/aux_buffer.py)."""
     ppg = {"n_pi": 32, "n_aux_epochs": 6, "train_batch_size": 16384, "framework": "torch"}
     d = demand(ppg.get)
-    assert (d.replayed_batches, d.train_batch) == (32, 16384)
+    assert (d.replayed_batches, d.train_batch, d.frame_bytes) == (32, 16384, 64 * 64 * 3)
     assert d.learner_buffer_bytes == 32 * 16384 * (64 * 64 * 3 + 4) == 6_444_548_096
     assert demand({**ppg, "n_aux_epochs": 0}.get).learner_buffer_bytes == 0, "no auxiliary phase, no buffer"
     assert demand({**ppg, "n_pi": "32"}.get).learner_buffer_bytes == 0, "a wrong type is PPG's validation's to name"
+    assert demand({**ppg, "n_pi": True}.get).learner_buffer_bytes == 0
     assert demand({"train_batch_size": 16384}.get).learner_buffer_bytes == 0, "PPO keeps no replay"
     gib = 2**30
     assert resources.memory_check(d, 64 * gib) == (None, None)
-    problem, note = resources.memory_check(d, 10 * gib, "this laptop", "my.yaml")
-    assert problem is None and note.startswith("PPG's auxiliary buffer needs 6.0 GiB (n_pi 32 x train_batch_size 16384 "
-                                               "= 524,288 frames of 12,292 bytes): over half of the 10.0 GiB this laptop has")
-    problem, note = resources.memory_check(d, 4 * gib, "this laptop", "my.yaml")
-    assert note is None and problem.startswith("PPG's auxiliary buffer needs 6.0 GiB (n_pi 32 x train_batch_size 16384 = "
-                                               "524,288 frames of 12,292 bytes) but this laptop has 4.0 GiB of memory. "
-                                               "Lower config.n_pi or config.train_batch_size in my.yaml")
+    problem, note = resources.memory_check(d, 10 * gib, "this laptop")
+    assert problem is None and note == ("PPG's auxiliary buffer needs 6.0 GiB (32 train batches (n_pi) x 16,384 frames x "
+                                        "12,292 bytes): over half of the 10.0 GiB of memory this laptop has; if the "
+                                        "run is killed for memory, lower n_pi")
+    problem, note = resources.memory_check(d, 7 * gib, "this laptop", fix="or a bigger laptop")
+    assert note is None and problem == (
+        "PPG's auxiliary buffer needs 6.0 GiB (32 train batches (n_pi) x 16,384 frames x 12,292 bytes), over 80% of the "
+        "7.0 GiB of memory this laptop has (Ray, the env runners and the learner need the rest). Lower n_pi (each "
+        "auxiliary phase then replays fewer batches), or a bigger laptop.")
     assert resources.memory_check(demand({"train_batch_size": 16384}.get), 1) == (None, None)
 
 
@@ -190,20 +193,37 @@ def test_disable_evaluation_worker_is_a_top_level_key(tmp_path):
         load_experiment(write(tmp_path, body.replace("true", "yes please")))
 
 
-def test_training_refuses_ppg_whose_buffer_exceeds_the_machines_memory():
-    """train.py passes this machine's memory (Ray's count) to load_experiment: a refusal up front, not a kill
-    n_pi iterations in; over half of it, a note."""
+def test_ppgs_buffer_is_sized_from_the_experiments_own_env_and_stop(tmp_path):
+    """load_experiment(memory=...) (train.py passes this machine's, as Ray counts it): the frame size is the env's
+    (a frame stack of 4 holds 4 frames a row), and a run that stops before n_pi batches never holds n_pi."""
     from utils.config import load_experiment
     from utils.errors import UserError
 
-    gib = 2**30
-    with pytest.raises(UserError, match=r"experiments/ppg.yaml: PPG's auxiliary buffer needs 6.0 GiB .* but this "
-                                        r"machine has 4.0 GiB of memory\. Lower config.n_pi"):
-        load_experiment(ROOT / "experiments" / "ppg.yaml", cpus=2, gpus=0, memory=4 * gib)
-    noted = load_experiment(ROOT / "experiments" / "ppg.yaml", cpus=2, gpus=0, memory=8 * gib)
+    gib, ppg = 2**30, ROOT / "experiments" / "ppg.yaml"
+    with pytest.raises(UserError, match=r"^.*experiments/ppg.yaml: PPG's auxiliary buffer needs 6.0 GiB \(32 train batches "
+                                        r"\(n_pi\) x 16,384 frames x 12,292 bytes\), over 80% of the 4.0 GiB of memory "
+                                        r"this machine has .* Lower n_pi .*, or run on a machine with more memory\.$"):
+        load_experiment(ppg, cpus=2, gpus=0, memory=4 * gib)
+    noted = load_experiment(ppg, cpus=2, gpus=0, memory=8 * gib)
     assert any(n.startswith("PPG's auxiliary buffer needs 6.0 GiB") and "if the run is killed for memory" in n
                for n in noted.notes), noted.notes
-    assert load_experiment(ROOT / "experiments" / "ppg.yaml", ["n_pi=4"], cpus=2, gpus=0, memory=4 * gib).config["n_pi"] == 4
+    assert not [n for n in load_experiment(ppg, cpus=2, gpus=0, memory=64 * gib).notes if "auxiliary" in n]
+    with pytest.raises(UserError, match=r"needs 24.0 GiB \(32 train batches \(n_pi\) x 16,384 frames x 49,156 bytes\)"):
+        load_experiment(ppg, ["env=stacked_procgen_env", "env_config.frame_stack=4"], cpus=2, gpus=0, memory=24 * gib)
+    short = load_experiment(ppg, ["stop.timesteps_total=100000"], cpus=2, gpus=0, memory=4 * gib)  # 7 batches: 1.3 GiB
+    assert not [n for n in short.notes if "auxiliary" in n]
+    with pytest.raises(UserError, match=r"needs 1.3 GiB \(7 train batches \(stop.timesteps_total 100,000 comes before n_pi\)"):
+        load_experiment(ppg, ["stop.timesteps_total=100000"], cpus=2, gpus=0, memory=1 * gib)
+
+
+def test_train_py_checks_ppgs_buffer_against_this_machines_memory():
+    """The wiring: train.py refuses before Ray starts; here the 8M-step stop bounds the buffer to 489 batches."""
+    proc = subprocess.run([sys.executable, "train.py", "-f", "experiments/ppg.yaml", "n_pi=100000", "--progress-bar", "off"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: experiments/ppg.yaml: PPG's auxiliary buffer needs 91.7 GiB (489 train batches "
+                                  "(stop.timesteps_total 8,000,000 comes before n_pi) x 16,384 frames"), proc.stderr
+    assert "Traceback" not in proc.stdout + proc.stderr and "resolved config" not in proc.stdout
 
 
 def test_accessors_before_validation_say_so():

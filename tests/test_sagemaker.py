@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sagemaker_tools import entry as sm_entry
 from sagemaker_tools import launch
@@ -264,18 +265,41 @@ def test_expected_hours_fall_back_to_the_measured_figure_and_cap_at_max_run(caps
 def test_ppgs_auxiliary_buffer_is_checked_against_the_learners_instance(capsys):
     """Issue 16: PPG's buffer (n_pi x train batch frames) against the learner type's memory_gib (prices.yaml), before
     a job is paid for and killed n_pi iterations in; over half of it, a note in the plan."""
-    args = ["experiments/ppg.yaml", "--dry-run", "--region", "us-east-1", "--bucket", "my-bucket", "--role", ROLE,
-            "--job-name", "ppg-memory", "--instance-type", "ml.c5.xlarge", "--set", "num_gpus=0"]
-    rc, out, err = launch_in_process(capsys, *args)
+    common = ["--dry-run", "--region", "us-east-1", "--bucket", "my-bucket", "--role", ROLE, "--job-name", "ppg-memory",
+              "--set", "num_gpus=0"]
+    rc, out, err = launch_in_process(capsys, "experiments/ppg.yaml", *common, "--instance-type", "ml.c5.xlarge")
     assert rc == 0, err
-    assert ("note: PPG's auxiliary buffer needs 6.0 GiB (n_pi 32 x train_batch_size 16384 = 524,288 frames of 12,292 "
-            "bytes): over half of the 8.0 GiB the learner's ml.c5.xlarge has") in out, out
-    rc, out, err = launch_in_process(capsys, *args, "--set", "n_pi=64")
+    assert ("note: PPG's auxiliary buffer needs 6.0 GiB (32 train batches (n_pi) x 16,384 frames x 12,292 bytes): over "
+            "half of the 8.0 GiB of memory the learner's ml.c5.xlarge has") in out, out
+    rc, out, err = launch_in_process(capsys, "experiments/ppg.yaml", *common, "--instance-type", "ml.c5.xlarge", "--set", "n_pi=64")
     assert rc == 2 and "Traceback" not in out + err
-    assert err.startswith("error: experiments/ppg.yaml: PPG's auxiliary buffer needs 12.0 GiB (n_pi 64 x ") and \
-        "but the learner's ml.c5.xlarge has 8.0 GiB of memory. Lower config.n_pi" in err, err
-    rc, out, err = launch_in_process(capsys, *args[:-4], "--instance-type", "ml.c5.4xlarge", "--set", "num_gpus=0")
+    assert err.startswith("error: experiments/ppg.yaml: PPG's auxiliary buffer needs 12.0 GiB (64 train batches (n_pi) ") \
+        and "the 8.0 GiB of memory the learner's ml.c5.xlarge has" in err \
+        and err.rstrip().endswith("or a learner instance type with more memory (--instance-type).") and len(err.splitlines()) == 1, err
+    # The learner is the `learner` group wherever it is listed; the actors' memory does not count.
+    rc, out, err = launch_in_process(capsys, "experiments/ppg.yaml", *common, "--set", "n_pi=64",
+                                     "--instance-groups", "actors=ml.c5.4xlarge:1,learner=ml.c5.xlarge:1")
+    assert rc == 2 and "the learner's ml.c5.xlarge" in err and "(the learner group's type in --instance-groups)" in err, err
+    rc, out, err = launch_in_process(capsys, "experiments/ppg.yaml", *common, "--instance-type", "ml.c5.4xlarge")
     assert rc == 0 and "auxiliary buffer" not in out, "32 GiB: no note"
+
+
+def test_an_instance_line_without_usable_memory_gib_is_named(capsys, monkeypatch):
+    """A line users add to prices.yaml: no memory_gib, a note (nothing to check against); a bad one, a message."""
+    prices = yaml.safe_load(launch.PRICES.read_text())
+    args = ["experiments/ppg.yaml", "--dry-run", "--region", "us-east-1", "--bucket", "my-bucket", "--role", ROLE,
+            "--job-name", "ppg-memory", "--set", "num_gpus=0", "--instance-type", "ml.c5.xlarge"]
+    for value, expected in ((None, "note: ml.c5.xlarge has no memory_gib in sagemaker/prices.yaml"),
+                            ("8 GiB", "error: sagemaker/prices.yaml: memory_gib of ml.c5.xlarge must be a number of GiB > 0, not '8 GiB'")):
+        line = dict(prices["instances"]["ml.c5.xlarge"])
+        line.pop("memory_gib")
+        if value is not None:
+            line["memory_gib"] = value
+        edited = {**prices, "instances": {**prices["instances"], "ml.c5.xlarge": line}}
+        monkeypatch.setattr(launch, "load_prices", lambda path=None, edited=edited: edited)
+        rc, out, err = launch_in_process(capsys, *args)
+        assert expected in out + err and "Traceback" not in out + err, out + err
+        assert rc == (0 if value is None else 2)
 
 
 BAD_INPUT = [

@@ -16,7 +16,7 @@ Every key is used or refused. Precedence: RLlib defaults < experiment YAML < com
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from utils import resources
 from utils.errors import Problems, UserError, closest, unknown_name
@@ -409,10 +409,44 @@ def fit_resources(exp, cpus, gpus):
     return exp.apply(resources.fit_machine(exp.demand(), cpus, gpus))
 
 
-def check_memory(exp, memory_bytes, machine="this machine"):
-    """Refuse an experiment whose learner replay memory (PPG's auxiliary buffer) exceeds the machine's memory;
-    a note when it takes over half of it (utils.resources.memory_check)."""
-    problem, note = resources.memory_check(exp.demand(), memory_bytes, machine, where=exp.path)
+def learner_memory_demand(exp):
+    """exp.demand(), with the learner's replay (PPG's auxiliary buffer) sized from the experiment's own env and stop:
+    frame_bytes from the env's observation space (frame stacks and preprocessors change it; the env is built once,
+    for one game), replayed_batches at most the train batches the run samples before stop.timesteps_total or
+    stop.training_iteration."""
+    d = exp.demand()
+    if not d.replayed_batches:
+        return d
+    batches, limit = d.replayed_batches, d.replay_limit
+    stop = exp.spec.get("stop") or {}
+    for key, per_batch in (("timesteps_total", d.train_batch), ("training_iteration", 1)):
+        value = stop.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 and per_batch:
+            if math.ceil(value / per_batch) < batches:
+                shown = int(value) if value == int(value) else value
+                batches, limit = math.ceil(value / per_batch), f"stop.{key} {shown:,} comes before n_pi"
+    return replace(d, replayed_batches=batches, replay_limit=limit, frame_bytes=observation_bytes(exp))
+
+
+def observation_bytes(exp):
+    """Bytes of one observation of the experiment's env, as its space says (shape x dtype size)."""
+    import numpy as np
+    from ray.rllib.env.env_context import EnvContext
+
+    from registry import env_module
+
+    env = env_module(exp.spec["env"]).create(EnvContext(runtime_env_config(exp, 1), worker_index=0))
+    try:
+        space = env.observation_space
+    finally:
+        env.close()
+    return int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize
+
+
+def check_memory(exp, memory_bytes, machine="this machine", fix="or run on a machine with more memory"):
+    """Refuse an experiment whose learner replay (PPG's auxiliary buffer) would not leave the machine enough
+    memory; a note in exp.notes when it takes over half (utils.resources.memory_check). Raises UserError."""
+    problem, note = resources.memory_check(learner_memory_demand(exp), memory_bytes, machine, fix)
     if problem:
         raise UserError(f"{exp.path}: {problem}")
     if note:

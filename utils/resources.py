@@ -22,9 +22,16 @@ GRADER_EVALUATION_RUNNERS = 1
 # The grader's machine's memory: 61 GiB (ml.p3.2xlarge; shared/REFERENCE.md, "grader").
 GRADER_MEMORY_GIB = 61
 
-# One row of PPG's auxiliary buffer (algorithms/ppg/aux_buffer.py): a Procgen frame as RLlib's train batch keeps
-# it (64 x 64 RGB, uint8) and its float32 value target.
-AUX_ROW_BYTES = 64 * 64 * 3 + 4
+# A Procgen frame as RLlib's train batch keeps it (64 x 64 RGB, uint8). An experiment whose env stacks frames or
+# preprocesses them passes its own size (utils.config.learner_memory_demand measures it from the env).
+FRAME_BYTES = 64 * 64 * 3
+# Beside each frame, PPG's auxiliary buffer keeps its float32 value target (algorithms/ppg/aux_buffer.py).
+TARGET_BYTES = 4
+# The learner's replay may take at most this share of the machine's memory: the rest is for Ray (its object
+# store, up to 30% of memory by default, is filled by sampled batches), the env runners and the learner's batches.
+# Over MEMORY_NOTE_SHARE a note says that the run may be killed for memory.
+MEMORY_REFUSE_SHARE = 0.8
+MEMORY_NOTE_SHARE = 0.5
 
 # The torch rule, measured (`./run.sh --bench --sweep --repeats 3`, 2 cores; README "Benchmark"): where only one
 # env runner fits beside the learner, a torch learner that samples in its own process trains faster (one runner
@@ -46,14 +53,17 @@ class Demand:
     framework: str
     evaluation_runners: int = 0  # evaluation_num_env_runners when evaluation_interval is set
     runners_given: bool = True  # False: num_env_runners is RLlib's default, not the experiment's
-    replayed_batches: int = 0  # PPG's n_pi: train batches the learner keeps for its auxiliary phase (0: none)
+    replayed_batches: int = 0  # train batches the learner keeps for PPG's auxiliary phase (0: none)
     train_batch: int = 0  # train_batch_size
+    frame_bytes: int = FRAME_BYTES  # one observation as the train batch keeps it
+    replay_limit: str = "n_pi"  # what bounds replayed_batches: "n_pi", or the stop condition that comes first
 
     @property
     def learner_buffer_bytes(self):
-        """Bytes the learner keeps across iterations for replay: PPG's auxiliary buffer, n_pi x train batch rows
-        of AUX_ROW_BYTES (6.4e9 at the paper's 32 x 16384); 0 for PPO."""
-        return self.replayed_batches * self.train_batch * AUX_ROW_BYTES
+        """Bytes the learner keeps across iterations for replay: PPG's auxiliary buffer, replayed_batches x
+        train_batch rows of frame_bytes + TARGET_BYTES (6,444,548,096 = 6.0 GiB at the paper's 32 x 16384 Procgen
+        frames); 0 for PPO. RLlib may return batches up to 10% over train_batch_size, which the buffer then holds."""
+        return self.replayed_batches * self.train_batch * (self.frame_bytes + TARGET_BYTES)
 
     @property
     def all_runners(self):
@@ -233,21 +243,23 @@ def grader_check(d, evaluation_worker=True, gpu=True, where="the experiment"):
 
 
 
-def memory_check(d, memory_bytes, machine="this machine", where="the experiment"):
+def memory_check(d, memory_bytes, machine="this machine", fix=""):
     """(problem, note) for the learner's replay memory (Demand.learner_buffer_bytes) on a machine of
-    `memory_bytes`; each None when there is nothing to say. A problem when the buffer alone is more than the
-    machine's memory (the run would be killed when the buffer fills, n_pi iterations in); a note when it is over
-    half of it (Ray's object store, the env runners and the learner's own batches need the rest)."""
+    `memory_bytes`; each None when there is nothing to say. A problem when the buffer is more than
+    MEMORY_REFUSE_SHARE of the machine's memory (the run would be killed when the buffer fills, n_pi iterations
+    in); a note when it is more than MEMORY_NOTE_SHARE. `fix`: a further remedy for the problem's message
+    ("or a learner instance type with more memory")."""
     need = d.learner_buffer_bytes
     if not need or not memory_bytes:
         return None, None
-    what = (f"PPG's auxiliary buffer needs {need / 2**30:.1f} GiB (n_pi {d.replayed_batches} x train_batch_size "
-            f"{d.train_batch} = {d.replayed_batches * d.train_batch:,} frames of {AUX_ROW_BYTES:,} bytes)")
-    has = f"{machine} has {memory_bytes / 2**30:.1f} GiB of memory"
-    if need > memory_bytes:
-        return (f"{what} but {has}. Lower config.n_pi or config.train_batch_size in {where} (the paper's 32 x 16384 "
-                f"needs 6.0 GiB), or use a machine with more memory."), None
-    if need > memory_bytes / 2:
-        return None, f"{what}: over half of the {memory_bytes / 2**30:.1f} GiB {machine} has; if the run is killed " \
-                     f"for memory, lower config.n_pi"
+    batches = f"{d.replayed_batches} train batches ({d.replay_limit})"
+    what = (f"PPG's auxiliary buffer needs {need / 2**30:.1f} GiB ({batches} x {d.train_batch:,} frames x "
+            f"{d.frame_bytes + TARGET_BYTES:,} bytes)")
+    has = f"{memory_bytes / 2**30:.1f} GiB"
+    if need > MEMORY_REFUSE_SHARE * memory_bytes:
+        return (f"{what}, over {MEMORY_REFUSE_SHARE:.0%} of the {has} of memory {machine} has (Ray, the env runners and "
+                f"the learner need the rest). Lower n_pi (each auxiliary phase then replays fewer batches)"
+                f"{', ' + fix if fix else ''}."), None
+    if need > MEMORY_NOTE_SHARE * memory_bytes:
+        return None, f"{what}: over half of the {has} of memory {machine} has; if the run is killed for memory, lower n_pi"
     return None, None

@@ -1,6 +1,7 @@
 """PPG's torch policy: RLlib's old-stack PPO torch policy with PPG's policy-phase loss, the auxiliary phase
 and ProcgenPPO's reward scaling (see `losses.py`, `aux_buffer.py`, algorithms/procgen_ppo/reward_scaling.py)."""
 
+import json
 import time
 
 import numpy as np
@@ -126,7 +127,8 @@ def torch_policy_class():
             state = super().get_state()
             state[AUX_OPTIMIZER_STATE] = convert_to_numpy(self.aux_optimizer.state_dict())
             # The auxiliary minibatch order and the augmentation draws go on where they were after a resume.
-            state[AUX_RNG_STATE] = self.aux_rng.bit_generator.state
+            # As JSON text: PCG64's state holds 128-bit integers, which msgpack checkpoints cannot hold.
+            state[AUX_RNG_STATE] = json.dumps(self.aux_rng.bit_generator.state)
             state[AUGMENTATION_RNG_STATE] = self.augmentation_generator.get_state().numpy()
             return state
 
@@ -137,7 +139,7 @@ def torch_policy_class():
             augmentation_rng = state.pop(AUGMENTATION_RNG_STATE, None)
             super().set_state(state)
             if aux_rng is not None:
-                self.aux_rng.bit_generator.state = aux_rng
+                self.aux_rng.bit_generator.state = json.loads(aux_rng)
             if augmentation_rng is not None:
                 self.augmentation_generator.set_state(torch.from_numpy(np.array(augmentation_rng, dtype=np.uint8)))
             if aux is not None:
