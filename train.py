@@ -144,7 +144,36 @@ def restore_newest(algo, run_dir):
             "The experiment changed (model, framework, algorithm?) since that checkpoint was written. "
             "Start fresh with --fresh (the old run is kept aside) or choose another --run-dir."
         ) from None
+    restore_trainable_totals(algo, newest)
     return newest
+
+
+# Tune's Trainable keeps time_total_s and episodes_total outside RLlib's algorithm state, and Algorithm.restore(path)
+# starts them again from 0: a resumed run's time_total_s (and a stop.time_total_s budget) would count only the
+# time since the last restart. train.py puts them into the state it checkpoints, under this key (RLlib's
+# __setstate__ ignores keys it does not know), and sets them back after a restore.
+TRAINABLE_TOTALS = "procgen_trainable_totals"
+
+
+def trainable_totals(algo):
+    return {"time_total_s": float(algo._time_total), "episodes_total": algo._episodes_total}
+
+
+def restore_trainable_totals(algo, checkpoint):
+    """Set time_total_s and episodes_total back to the checkpoint's (none there: a checkpoint from before they
+    were saved, left as RLlib restores them)."""
+    import pickle
+
+    from ray.rllib.utils.checkpoints import get_checkpoint_info
+
+    info = get_checkpoint_info(str(checkpoint))
+    if info.get("format", "cloudpickle") != "cloudpickle" or not info.get("state_file"):
+        return
+    with open(info["state_file"], "rb") as f:
+        totals = pickle.load(f).get(TRAINABLE_TOTALS)
+    if totals:
+        algo._time_total = totals["time_total_s"]
+        algo._episodes_total = totals["episodes_total"]
 
 
 def save_checkpoint(algo, run_dir, keep):
@@ -179,7 +208,9 @@ class Run:
         import copy
 
         # type(...).__getstate__: the class's method, whatever save() below did to the instance.
-        self.snapshot = (self.algo.iteration, copy.deepcopy(type(self.algo).__getstate__(self.algo)))
+        state = copy.deepcopy(type(self.algo).__getstate__(self.algo))
+        state[TRAINABLE_TOTALS] = trainable_totals(self.algo)
+        self.snapshot = (self.algo.iteration, state)
 
     def save(self):
         """Checkpoint the newest completed iteration (from the snapshot); its path, or None when there is none."""
@@ -263,12 +294,14 @@ def train(exp, algo_config, run, progress_mode, guard, log_dir=None):
     algo = build_algorithm(exp, algo_config)
     guard.install()  # building the algorithm may have replaced the handlers
     resumed = restore_newest(algo, run.run_dir)
-    last = {"training_iteration": algo.iteration, "timesteps_total": algo._counters.get("num_env_steps_sampled", 0)}
+    last = {"training_iteration": algo.iteration, "timesteps_total": algo._counters.get("num_env_steps_sampled", 0),
+            "time_total_s": float(algo._time_total)}
     with guard.lock:
         run.algo, run.last = algo, last
         run.saved = (algo.iteration, resumed) if resumed else None
     if resumed:
-        print(f"resumed: {resumed} (training_iteration {last['training_iteration']}, timesteps_total {last['timesteps_total']})")
+        print(f"resumed: {resumed} (training_iteration {last['training_iteration']}, timesteps_total {last['timesteps_total']}, "
+              f"time_total_s {last['time_total_s']:.1f})")
     if stop_reason(exp.stop, last) and resumed:
         print(f"done: {stop_reason(exp.stop, last)} already reached by {resumed}")
         return finish(run, "already_done", resumed)

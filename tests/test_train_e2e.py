@@ -149,6 +149,10 @@ def test_interrupt_saves_checkpoint_and_rerun_resumes(tmp_path):
     rows = progress_lines(again.stdout)
     assert rows[0]["timesteps_total"] > saved_at, "timesteps continue from the checkpoint"
     assert rows[0]["training_iteration"] > summary["training_iteration"]
+    # Tune's time_total_s goes on from the checkpoint's (RLlib's restore alone starts it again from 0, and a
+    # stop.time_total_s budget would then count only the time since the restart).
+    assert f"time_total_s {summary['time_total_s']:.1f})" in again.stdout and summary["time_total_s"] > 0
+    assert rows[0]["time_total_s"] > summary["time_total_s"]
 
     # Another algorithm on the same run dir is refused before anything starts (RLlib would restore some silently).
     other = train(tmp_path, *TINY, "run=ProcgenPPO", check=False)
