@@ -491,7 +491,7 @@ def test_local_job_resumes_after_sigterm_and_leaves_model_artifacts(tmp_path):
     assert "train.py -f experiments/procgen-starter-example.yaml" in out2 and "--run-dir /opt/ml/checkpoints" in out2
     resumed = [line for line in out2.splitlines() if line.startswith("resumed: ")]
     assert resumed and resumed[0].startswith(f"resumed: /opt/ml/checkpoints/checkpoints/{newest.name} (training_iteration {int(saved['training_iteration'])}, "
-                                             f"timesteps_total {int(saved['timesteps_total'])})")
+                                             f"timesteps_total {int(saved['timesteps_total'])}, time_total_s ")
     rows = progress(out2)
     assert rows[0]["training_iteration"] == saved["training_iteration"] + 1
     assert rows[0]["timesteps_total"] > saved["timesteps_total"], "timesteps continue from the checkpoint"
