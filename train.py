@@ -136,6 +136,11 @@ def restore_newest(algo, run_dir):
     newest = newest_checkpoint(run_dir)
     if newest is None:
         return None
+    # RLlib's load_checkpoint hands the loaded state to self.__setstate__: read the trainable totals on the way
+    # (RLlib ignores the key) instead of loading the state file a second time.
+    totals = {}
+    algo.__setstate__ = lambda state: (totals.update(state.get(TRAINABLE_TOTALS) or {}),
+                                       type(algo).__setstate__(algo, state))
     try:
         algo.restore(str(newest))
     except Exception as e:  # noqa: BLE001  (RLlib raises many kinds; all mean "does not fit")
@@ -144,36 +149,22 @@ def restore_newest(algo, run_dir):
             "The experiment changed (model, framework, algorithm?) since that checkpoint was written. "
             "Start fresh with --fresh (the old run is kept aside) or choose another --run-dir."
         ) from None
-    restore_trainable_totals(algo, newest)
+    finally:
+        del algo.__setstate__
+    if totals:  # none in a checkpoint written before they were saved: left as RLlib restores them (0)
+        algo._time_total, algo._episodes_total = totals["time_total_s"], totals["episodes_total"]
     return newest
 
 
 # Tune's Trainable keeps time_total_s and episodes_total outside RLlib's algorithm state, and Algorithm.restore(path)
 # starts them again from 0: a resumed run's time_total_s (and a stop.time_total_s budget) would count only the
 # time since the last restart. train.py puts them into the state it checkpoints, under this key (RLlib's
-# __setstate__ ignores keys it does not know), and sets them back after a restore.
+# __setstate__ ignores keys it does not know), and restore_newest sets them back.
 TRAINABLE_TOTALS = "procgen_trainable_totals"
 
 
 def trainable_totals(algo):
     return {"time_total_s": float(algo._time_total), "episodes_total": algo._episodes_total}
-
-
-def restore_trainable_totals(algo, checkpoint):
-    """Set time_total_s and episodes_total back to the checkpoint's (none there: a checkpoint from before they
-    were saved, left as RLlib restores them)."""
-    import pickle
-
-    from ray.rllib.utils.checkpoints import get_checkpoint_info
-
-    info = get_checkpoint_info(str(checkpoint))
-    if info.get("format", "cloudpickle") != "cloudpickle" or not info.get("state_file"):
-        return
-    with open(info["state_file"], "rb") as f:
-        totals = pickle.load(f).get(TRAINABLE_TOTALS)
-    if totals:
-        algo._time_total = totals["time_total_s"]
-        algo._episodes_total = totals["episodes_total"]
 
 
 def save_checkpoint(algo, run_dir, keep):

@@ -210,9 +210,7 @@ def check_resources(ctx):
     exp = ctx.exp()
     d = learner_memory_demand(exp)
     check = grader_check(d, evaluation_worker=exp.evaluation_worker, gpu=_wants_gpu(ctx), where=ctx.experiment)
-    memory_problem, memory_note = memory_check(d, GRADER_MEMORY_GIB * 2**30, "the grader's machine")
-    if memory_problem:
-        memory_problem = f"{memory_problem[:-1]} in {ctx.experiment}."
+    memory_problem, memory_note = memory_check(d, GRADER_MEMORY_GIB * 2**30, "the grader's machine", where=ctx.experiment)
     problems = [*check.problems, *([memory_problem] if memory_problem else [])]
     if problems:
         raise Failed(" ".join(problems))

@@ -242,13 +242,13 @@ def grader_check(d, evaluation_worker=True, gpu=True, where="the experiment"):
     return GraderCheck(graded.cpus, graded.gpu_shares, parts, GRADER_CPUS, gpu_limit, tuple(problems))
 
 
-
-def memory_check(d, memory_bytes, machine="this machine", fix=""):
+def memory_check(d, memory_bytes, machine="this machine", fix="", where=""):
     """(problem, note) for the learner's replay memory (Demand.learner_buffer_bytes) on a machine of
     `memory_bytes`; each None when there is nothing to say. A problem when the buffer is more than
     MEMORY_REFUSE_SHARE of the machine's memory (the run would be killed when the buffer fills, n_pi iterations
     in); a note when it is more than MEMORY_NOTE_SHARE. `fix`: a further remedy for the problem's message
-    ("or a learner instance type with more memory")."""
+    ("or a learner instance type with more memory"); `where`: the file to lower n_pi in, when the message does
+    not already start with it."""
     need = d.learner_buffer_bytes
     if not need or not memory_bytes:
         return None, None
@@ -259,7 +259,7 @@ def memory_check(d, memory_bytes, machine="this machine", fix=""):
     if need > MEMORY_REFUSE_SHARE * memory_bytes:
         return (f"{what}, over {MEMORY_REFUSE_SHARE:.0%} of the {has} of memory {machine} has (Ray, the env runners and "
                 f"the learner need the rest). Lower n_pi (each auxiliary phase then replays fewer batches)"
-                f"{', ' + fix if fix else ''}."), None
+                f"{' in ' + where if where else ''}{', ' + fix if fix else ''}."), None
     if need > MEMORY_NOTE_SHARE * memory_bytes:
         return None, f"{what}: over half of the {has} of memory {machine} has; if the run is killed for memory, lower n_pi"
     return None, None

@@ -11,7 +11,7 @@ from ray.rllib.policy.sample_batch import SampleBatch
 from algorithms.ppg import losses
 from algorithms.ppg.aux_buffer import AuxBuffer
 from algorithms.procgen_ppo import augmentation
-from algorithms.procgen_ppo.policies import AUGMENTATION_RNG_STATE, ReturnScalingMixin
+from algorithms.procgen_ppo.policies import AugmentationStateMixin, ReturnScalingMixin
 
 AUX_OPTIMIZER_STATE = "ppg_aux_optimizer"
 AUX_RNG_STATE = "ppg_aux_rng"
@@ -23,7 +23,7 @@ def torch_policy_class():
     from ray.rllib.utils.numpy import convert_to_numpy
     from ray.rllib.utils.torch_utils import convert_to_torch_tensor, explained_variance
 
-    class PPGTorchPolicy(ReturnScalingMixin, PPOTorchPolicy):
+    class PPGTorchPolicy(AugmentationStateMixin, ReturnScalingMixin, PPOTorchPolicy):
         def __init__(self, observation_space, action_space, config):
             # Before RLlib's init, which runs the loss once on a dummy batch.
             seed = config.get("seed") or 0
@@ -126,22 +126,18 @@ def torch_policy_class():
         def get_state(self):
             state = super().get_state()
             state[AUX_OPTIMIZER_STATE] = convert_to_numpy(self.aux_optimizer.state_dict())
-            # The auxiliary minibatch order and the augmentation draws go on where they were after a resume.
-            # As JSON text: PCG64's state holds 128-bit integers, which msgpack checkpoints cannot hold.
+            # The auxiliary minibatch order goes on where it was after a resume (AugmentationStateMixin keeps DrAC's
+            # draws). As JSON text: PCG64's state holds 128-bit integers, which msgpack checkpoints cannot hold.
             state[AUX_RNG_STATE] = json.dumps(self.aux_rng.bit_generator.state)
-            state[AUGMENTATION_RNG_STATE] = self.augmentation_generator.get_state().numpy()
             return state
 
         def set_state(self, state):
             state = dict(state)
             aux = state.pop(AUX_OPTIMIZER_STATE, None)
             aux_rng = state.pop(AUX_RNG_STATE, None)
-            augmentation_rng = state.pop(AUGMENTATION_RNG_STATE, None)
             super().set_state(state)
             if aux_rng is not None:
                 self.aux_rng.bit_generator.state = json.loads(aux_rng)
-            if augmentation_rng is not None:
-                self.augmentation_generator.set_state(torch.from_numpy(np.array(augmentation_rng, dtype=np.uint8)))
             if aux is not None:
                 self.aux_optimizer.load_state_dict({
                     "param_groups": aux["param_groups"],

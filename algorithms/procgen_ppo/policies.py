@@ -54,12 +54,31 @@ class ReturnScalingMixin:
         return state
 
 
+class AugmentationStateMixin:
+    """Keeps DrAC's torch.Generator (`augmentation_generator`) in the policy state, so that after a resume the
+    augmentation draws go on where they were. Put it before RLlib's policy class in the bases."""
+
+    def get_state(self):
+        state = super().get_state()
+        state[AUGMENTATION_RNG_STATE] = self.augmentation_generator.get_state().numpy()
+        return state
+
+    def set_state(self, state):
+        import torch
+
+        state = dict(state)
+        rng = state.pop(AUGMENTATION_RNG_STATE, None)
+        super().set_state(state)
+        if rng is not None:
+            self.augmentation_generator.set_state(torch.from_numpy(np.array(rng, dtype=np.uint8)))
+
+
 def torch_policy_class():
     import torch
     from ray.rllib.algorithms.ppo.ppo_torch_policy import PPOTorchPolicy
     from ray.rllib.utils.torch_utils import explained_variance
 
-    class ProcgenPPOTorchPolicy(ReturnScalingMixin, PPOTorchPolicy):
+    class ProcgenPPOTorchPolicy(AugmentationStateMixin, ReturnScalingMixin, PPOTorchPolicy):
         def __init__(self, observation_space, action_space, config):
             # Before RLlib's init, which runs the loss once on a dummy batch.
             self.augmentation_generator = torch.Generator().manual_seed(config.get("seed") or 0)
@@ -68,19 +87,6 @@ def torch_policy_class():
 
         def optimizer(self):
             return torch.optim.Adam(self.model.parameters(), lr=self.config["lr"], eps=self.config["adam_epsilon"])
-
-        def get_state(self):
-            state = super().get_state()
-            # DrAC's augmentation draws go on where they were after a resume.
-            state[AUGMENTATION_RNG_STATE] = self.augmentation_generator.get_state().numpy()
-            return state
-
-        def set_state(self, state):
-            state = dict(state)
-            rng = state.pop(AUGMENTATION_RNG_STATE, None)
-            super().set_state(state)
-            if rng is not None:
-                self.augmentation_generator.set_state(torch.from_numpy(np.array(rng, dtype=np.uint8)))
 
         def loss(self, model, dist_class, train_batch):
             logits, _ = model(train_batch)
