@@ -11,7 +11,12 @@ import sys
 
 sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
 
+import numpy as np  # noqa: E402
+
 import utils  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TF/Ray)
+
+# Far below the gradients' natural global norm, so that clipping surely acts.
+GRAD_CLIP = 1e-4
 
 
 def main(framework, out_dir, runners):
@@ -26,6 +31,7 @@ def main(framework, out_dir, runners):
         "min_sample_timesteps_per_iteration=0", "num_envs_per_env_runner=4", "rollout_fragment_length=256",
         "model.custom_model_config.depths=[4,4,4]", "model.custom_model_config.dense_size=16",
         "env_config.env_name=bigfish", "env_config.num_levels=0", f"num_env_runners={runners}",
+        f"grad_clip={GRAD_CLIP}",
     ]
     exp = load_experiment("experiments/learning-check.yaml", overrides, cpus=int(runners) + 1, gpus=0)
     ray.init(num_cpus=int(runners) + 1, include_dashboard=False, log_to_driver=False)
@@ -50,9 +56,27 @@ def main(framework, out_dir, runners):
         "simple_optimizer": restored.config.simple_optimizer,
         "vf_loss": float(stats["vf_loss"]),
         "optimizer_epsilon": optimizer_epsilon(policy, framework),
+        "grad_clip": GRAD_CLIP,
+        "grad_gnorm_stat": float(stats["grad_gnorm"]),
+        "kl": float(stats["kl"]),
     }
+    # Last: sampling once more moves the runners' reward-scaling statistics compared above.
+    grads = applied_gradients(restored, restored.get_policy())
+    facts["applied_grad_global_norm"] = float(np.sqrt(sum(float(np.sum(np.square(g))) for g in grads)))
     restored.stop()
     print("FACTS " + json.dumps(facts, default=float))
+
+
+def applied_gradients(algo, policy):
+    """The gradients the policy would apply for one freshly sampled batch (after its clipping), as numpy arrays."""
+    from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+    from ray.rllib.policy.sample_batch import MultiAgentBatch
+
+    batch = synchronous_parallel_sample(worker_set=algo.env_runner_group, max_env_steps=256)
+    if isinstance(batch, MultiAgentBatch):
+        batch = batch.policy_batches["default_policy"]
+    grads, _ = policy.compute_gradients(batch)
+    return [np.asarray(g) for g in grads if g is not None]
 
 
 def runner_scalers(algo):

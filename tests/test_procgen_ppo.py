@@ -125,6 +125,19 @@ def test_run_ppo_with_vf_clip_param_notes_the_changed_meaning():
     assert exp.run == "ProcgenPPO" and not any("vf_clip_param" in note for note in exp.notes)
 
 
+def test_run_ppo_on_tf_with_grad_clip_notes_that_rllib_does_not_apply_it():
+    from utils.config import load_experiment
+
+    check = ROOT / "experiments" / "learning-check.yaml"
+    tf = ["framework=tf", "model.custom_model=impala_cnn_tf"]
+    exp = load_experiment(check, ["run=PPO", *tf], cpus=2, gpus=0)
+    assert any("grad_clip 0.5 with run: PPO and framework: tf is not applied" in note and "ProcgenPPO" in note
+               for note in exp.notes)
+    for overrides in (["run=PPO"], ["run=PPO", *tf, "grad_clip=null"], tf):  # torch clips; nothing to clip; ProcgenPPO
+        exp = load_experiment(check, overrides, cpus=2, gpus=0)
+        assert not any("grad_clip" in note for note in exp.notes), overrides
+
+
 @pytest.mark.timeout(hang_ceiling(2 * 1024, runs=2))
 @pytest.mark.parametrize("framework, runners", [("torch", 1), ("tf", 0)])
 def test_one_iteration_trains_reports_game_returns_and_keeps_the_scaler_in_checkpoints(tmp_path, framework, runners):
@@ -145,3 +158,9 @@ def test_one_iteration_trains_reports_game_returns_and_keeps_the_scaler_in_check
     assert facts["simple_optimizer"] is True, "minibatches reshuffled every epoch, as ppo2"
     assert facts["optimizer_epsilon"] == pytest.approx(1e-5)
     assert math.isfinite(facts["vf_loss"])
+    # ppo2 clips the gradients by their global norm; RLlib 2.60's TF PPO policy does not clip at all.
+    # The natural norm is far above GRAD_CLIP, so the applied gradients have exactly that global norm.
+    assert facts["applied_grad_global_norm"] == pytest.approx(facts["grad_clip"], rel=1e-3)
+    assert facts["grad_gnorm_stat"] == pytest.approx(facts["grad_clip"], rel=1e-3), "the norm applied, as torch reports"
+    # KL(sampling policy || updated one) is reported although the loss has no KL penalty (ppo2's approxkl).
+    assert facts["kl"] > 0

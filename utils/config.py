@@ -168,6 +168,18 @@ def _note_vf_clip_meaning(exp):
         )
 
 
+def _note_tf_grad_clip_ignored(exp):
+    """`run: PPO` on TF with grad_clip: RLlib 2.60's TF PPO policy never applies it; say so."""
+    config = exp.spec.get("config")
+    if (exp.spec.get("run") == "PPO" and isinstance(config, dict) and config.get("framework") == "tf"
+            and config.get("grad_clip") is not None):
+        exp.notes.append(
+            f"grad_clip {config['grad_clip']} with run: PPO and framework: tf is not applied: RLlib 2.60's TF PPO "
+            "policy has no gradient clipping (its torch policy clips by the global norm). For clipping by the "
+            "global norm, as the Procgen paper's ppo2 does, use run: ProcgenPPO or framework: torch."
+        )
+
+
 def validate(exp, problems=None):
     """Refuse every unknown key, wrong type and impossible value, naming the fix: all of them in one run."""
     from registry import algorithm_class, env_module
@@ -208,6 +220,7 @@ def validate(exp, problems=None):
         with problems.check():
             step(exp)
     _note_vf_clip_meaning(exp)
+    _note_tf_grad_clip_ignored(exp)
     if algo_cls is not None and config is not None:
         defaults = attach_defaults(exp, algo_cls).defaults
         _validate_mapping(exp, config, defaults, "config", skip={"env_config", "model"}, problems=problems)

@@ -101,11 +101,10 @@ def torch_policy_class():
             targets = train_batch[Postprocessing.VALUE_TARGETS]
             vf_loss = losses.value_loss_torch(values, train_batch[SampleBatch.VF_PREDS], targets, self.config["vf_clip_param"])
             total = policy_loss + self.config["vf_loss_coeff"] * vf_loss - self.entropy_coeff * entropy
+            # KL(sampling policy || current one), reported even without the KL penalty (ppo2 logs its approxkl).
+            kl = torch.mean(dist_class(train_batch[SampleBatch.ACTION_DIST_INPUTS], model).kl(dist))
             if self.config["use_kl_loss"]:
-                kl = torch.mean(dist_class(train_batch[SampleBatch.ACTION_DIST_INPUTS], model).kl(dist))
                 total = total + self.kl_coeff * kl
-            else:
-                kl = torch.tensor(0.0, device=total.device)
             drac = torch.tensor(0.0, device=total.device)
             if self.config.get("augmentation"):
                 drac = self._drac_regularizer(model, dist_class, train_batch, dist, values)
@@ -147,6 +146,23 @@ def tf_policy_class():
         def optimizer(self):
             return tf1.train.AdamOptimizer(learning_rate=self.cur_lr, epsilon=self.config["adam_epsilon"])
 
+        def compute_gradients_fn(self, optimizer, loss):
+            # RLlib 2.60's TF PPO policy applies no grad_clip at all (it defines no compute_gradients_fn;
+            # its torch policy clips by the global norm). ppo2 clips by the global norm (max_grad_norm 0.5).
+            grads_and_vars = [(g, v) for g, v in optimizer.compute_gradients(loss) if g is not None]
+            grads, variables = [g for g, _ in grads_and_vars], [v for _, v in grads_and_vars]
+            clip = self.config["grad_clip"]
+            if clip is None:
+                self._grad_gnorm = tf.linalg.global_norm(grads)
+                return grads_and_vars
+            clipped, self._grad_gnorm = tf.clip_by_global_norm(grads, clip)
+            return list(zip(clipped, variables))
+
+        def grad_stats_fn(self, train_batch, grads):
+            # The global norm of the gradients applied (at most grad_clip), as RLlib's torch policies report it.
+            clip = self.config["grad_clip"]
+            return {"grad_gnorm": self._grad_gnorm if clip is None else tf.minimum(self._grad_gnorm, clip)}
+
         def loss(self, model, dist_class, train_batch):
             logits, _ = model(train_batch)
             values = model.value_function()
@@ -160,11 +176,10 @@ def tf_policy_class():
             targets = train_batch[Postprocessing.VALUE_TARGETS]
             vf_loss = losses.value_loss_tf(values, train_batch[SampleBatch.VF_PREDS], targets, self.config["vf_clip_param"])
             total = policy_loss + self.config["vf_loss_coeff"] * vf_loss - self.entropy_coeff * entropy
+            # KL(sampling policy || current one), reported even without the KL penalty (ppo2 logs its approxkl).
+            kl = tf.reduce_mean(dist_class(train_batch[SampleBatch.ACTION_DIST_INPUTS], model).kl(dist))
             if self.config["use_kl_loss"]:
-                kl = tf.reduce_mean(dist_class(train_batch[SampleBatch.ACTION_DIST_INPUTS], model).kl(dist))
                 total = total + self.kl_coeff * kl
-            else:
-                kl = tf.constant(0.0)
             self._total_loss, self._mean_policy_loss, self._mean_vf_loss = total, policy_loss, vf_loss
             self._mean_entropy, self._value_fn_out = entropy, values
             self._mean_kl_loss = self._mean_kl = kl
