@@ -9,6 +9,10 @@ What differs from RLlib's `PPO` (which stays available as `run: PPO`), each as i
   VecNormalize(ob=False): gamma 0.99, clip 10); reported returns stay the game's own;
 - advantages normalized per minibatch (RLlib: once per train batch);
 - Adam epsilon 1e-5 (`adam_epsilon`; RLlib: 1e-8);
+- gradients clipped by their global norm (`grad_clip`, ppo2's max_grad_norm 0.5) in both frameworks: RLlib
+  2.60's TF PPO policy applies no `grad_clip` at all (its torch policy clips by the global norm);
+- the `kl` statistic is KL(sampling policy || updated one) even without a KL penalty (ppo2's approxkl;
+  RLlib reports 0 then);
 - minibatches drawn from the train batch reshuffled every epoch, as ppo2 does: RLlib's default multi-GPU
   path cuts the batch into the same contiguous slices (whole env trajectories) in every epoch, so
   ProcgenPPO takes RLlib's `simple_optimizer` path (`minibatches()` shuffles each epoch);
