@@ -163,4 +163,4 @@ def test_one_iteration_trains_reports_game_returns_and_keeps_the_scaler_in_check
     assert facts["applied_grad_global_norm"] == pytest.approx(facts["grad_clip"], rel=1e-3)
     assert facts["grad_gnorm_stat"] == pytest.approx(facts["grad_clip"], rel=1e-3), "the norm applied, as torch reports"
     # KL(sampling policy || updated one) is reported although the loss has no KL penalty (ppo2's approxkl).
-    assert facts["kl"] > 0
+    assert facts["kl"] > 0, facts["kl"]
