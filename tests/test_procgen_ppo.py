@@ -136,6 +136,10 @@ def test_run_ppo_on_tf_with_grad_clip_notes_that_rllib_does_not_apply_it():
     for overrides in (["run=PPO"], ["run=PPO", *tf, "grad_clip=null"], tf):  # torch clips; nothing to clip; ProcgenPPO
         exp = load_experiment(check, overrides, cpus=2, gpus=0)
         assert not any("grad_clip" in note for note in exp.notes), overrides
+    # The contrast shipped for "Reproduce the paper" (the 2020 kit's baseline, run: PPO on TF) gets both notes.
+    exp = load_experiment(ROOT / "reference" / "runs" / "rllib-ppo.yaml", cpus=2, gpus=0)
+    assert exp.run == "PPO" and any(note.startswith("grad_clip 0.5 with run: PPO and framework: tf") for note in exp.notes)
+    assert any(note.startswith("vf_clip_param 0.2 with run: PPO") for note in exp.notes)
 
 
 @pytest.mark.timeout(hang_ceiling(2 * 1024, runs=2))

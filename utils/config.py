@@ -171,11 +171,12 @@ def _note_vf_clip_meaning(exp):
 def _note_tf_grad_clip_ignored(exp):
     """`run: PPO` on TF with grad_clip: RLlib 2.60's TF PPO policy never applies it; say so."""
     config = exp.spec.get("config")
-    if (exp.spec.get("run") == "PPO" and isinstance(config, dict) and config.get("framework") == "tf"
+    if (exp.spec.get("run") == "PPO" and isinstance(config, dict) and config.get("framework") in ("tf", "tf2")
             and config.get("grad_clip") is not None):
         exp.notes.append(
-            f"grad_clip {config['grad_clip']} with run: PPO and framework: tf is not applied: RLlib 2.60's TF PPO "
-            "policy has no gradient clipping (its torch policy clips by the global norm). For clipping by the "
+            f"grad_clip {config['grad_clip']} with run: PPO and framework: {config['framework']} is not applied: "
+            "RLlib 2.60's TF PPO policies (static graph and eager) have no gradient clipping "
+            "(its torch policy clips by the global norm). For clipping by the "
             "global norm, as the Procgen paper's ppo2 does, use run: ProcgenPPO or framework: torch."
         )
 

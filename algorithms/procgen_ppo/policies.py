@@ -150,18 +150,14 @@ def tf_policy_class():
             # RLlib 2.60's TF PPO policy applies no grad_clip at all (it defines no compute_gradients_fn;
             # its torch policy clips by the global norm). ppo2 clips by the global norm (max_grad_norm 0.5).
             grads_and_vars = [(g, v) for g, v in optimizer.compute_gradients(loss) if g is not None]
-            grads, variables = [g for g, _ in grads_and_vars], [v for _, v in grads_and_vars]
-            clip = self.config["grad_clip"]
-            if clip is None:
-                self._grad_gnorm = tf.linalg.global_norm(grads)
+            if self.config["grad_clip"] is None:
                 return grads_and_vars
-            clipped, self._grad_gnorm = tf.clip_by_global_norm(grads, clip)
-            return list(zip(clipped, variables))
+            clipped, _ = tf.clip_by_global_norm([g for g, _ in grads_and_vars], self.config["grad_clip"])
+            return list(zip(clipped, [v for _, v in grads_and_vars]))
 
         def grad_stats_fn(self, train_batch, grads):
-            # The global norm of the gradients applied (at most grad_clip), as RLlib's torch policies report it.
-            clip = self.config["grad_clip"]
-            return {"grad_gnorm": self._grad_gnorm if clip is None else tf.minimum(self._grad_gnorm, clip)}
+            # `grads` are the ones applied: their global norm is at most grad_clip, as RLlib's torch policies report it.
+            return {"grad_gnorm": tf.linalg.global_norm(grads)}
 
         def loss(self, model, dist_class, train_batch):
             logits, _ = model(train_batch)
