@@ -11,7 +11,10 @@ evaluation curve). The reference is reference/ppo-procgen-curves.csv (openai/tra
 Prints one line per run and published step the run reached (with the value function's explained variance
 at that step, when the run reports it):
     run: procgen-ppo/starpilot, game: starpilot, setting: easy-all, steps: 1000000, return: 8.10, published: 8.64,
-    sd: 0.26, ratio: 0.94, vf_explained_var: 0.52
+    sd: 0.26, ratio: 0.94, sd_from_published: -2.08, vf_explained_var: 0.52
+`ratio` is return / published mean, only where the published mean is above 0 (fruitbot starts below 0,
+where a ratio under 1 would mean a better return): `n/a` elsewhere. `sd_from_published` is
+(return - published mean) / published sd, the distance in the published runs' standard deviations.
 and, when the runs cover more than one game, the mean normalized score of the runs beside the published
 one at each step all of them reached (the paper's constants, envs/games.py). Writes a PNG of return vs
 env steps per game (default: curves.png in the current directory). Runs of the same game share a panel.
@@ -123,6 +126,11 @@ def read_run(run_dir, setting="auto"):
     return [train, test] if setting == "easy-200-train" and test.steps else [train]
 
 
+def ratio(value, mean):
+    """value / mean, or NaN where the mean is not above 0 (a ratio to a negative return reads backwards)."""
+    return value / mean if mean > 0 else float("nan")
+
+
 def compare(curves, reference):
     """Rows (curve, step, run return, published mean, published sd, ratio) at each published step reached."""
     rows = []
@@ -133,7 +141,7 @@ def compare(curves, reference):
         for step, (mean, sd) in points.items():
             value = curve.at(step)
             if value is not None:
-                rows.append((curve, step, value, mean, sd, value / mean if mean else float("nan")))
+                rows.append((curve, step, value, mean, sd, ratio(value, mean)))
     return rows
 
 
@@ -188,6 +196,11 @@ def plot(curves, reference, out):
     plt.close(fig)
 
 
+def number(value):
+    """A ratio as printed: two decimals, or n/a where it is not defined."""
+    return "n/a" if value != value else f"{value:.2f}"
+
+
 def parse_args(argv):
     parser = ArgumentParser(prog="compare_curves.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by train.py")
@@ -206,16 +219,18 @@ def main(argv=None):
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for curve, step, value, mean, sd, ratio in rows:
+    for curve, step, value, mean, sd, fraction in rows:
         explained = curve.explained_at(step)
         explained = f", vf_explained_var: {explained:.2f}" if explained is not None else ""
+        distance = f"{(value - mean) / sd:+.2f}" if sd > 0 else "n/a"
         print(f"run: {curve.label}, game: {curve.game}, setting: {curve.setting}, steps: {step}, "
-              f"return: {value:.2f}, published: {mean:.2f}, sd: {sd:.2f}, ratio: {ratio:.2f}{explained}")
+              f"return: {value:.2f}, published: {mean:.2f}, sd: {sd:.2f}, ratio: {number(fraction)}, "
+              f"sd_from_published: {distance}{explained}")
     if not rows:
         first = min(min(reference[(c.setting, c.game)]) for c in curves)
         print(f"note: no run reached the first published step ({first} env steps) yet; the PNG shows the curves so far")
     for step, setting, ours, theirs in normalized_rows(curves, reference):
-        print(f"normalized: {ours:.3f}, published: {theirs:.3f}, ratio: {ours / theirs if theirs else float('nan'):.2f}, "
+        print(f"normalized: {ours:.3f}, published: {theirs:.3f}, ratio: {number(ratio(ours, theirs))}, "
               f"setting: {setting}, steps: {step}")
     plot(curves, reference, args.out)
     print(f"png: {args.out}")

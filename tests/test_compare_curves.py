@@ -51,6 +51,21 @@ def test_ratio_at_each_published_step_reached_and_a_png(tmp_path):
     assert "normalized:" not in proc.stdout, "one game: no normalized score across games"
 
 
+def test_no_ratio_to_a_negative_published_mean_and_the_distance_in_sds(tmp_path):
+    # fruitbot's published mean at 250k is -1.08: 0.9 x that is a *better* return, which a ratio of 0.90 would hide.
+    run = fake_run(tmp_path, "fruitbot", 0.9)
+    rows = {int(r["steps"]): r for r in lines_of(run_script("scripts/compare_curves.py", run, "--out", tmp_path / "c.png",
+                                                             check=True).stdout, "run:")}
+    mean, sd = REFERENCE[("easy-all", "fruitbot")][250000]
+    assert mean < 0 and rows[250000]["ratio"] == "n/a"
+    assert float(rows[250000]["sd_from_published"]) == pytest.approx(-0.1 * mean / sd, abs=0.01)
+    assert float(rows[250000]["sd_from_published"]) > 0
+    mean, sd = REFERENCE[("easy-all", "fruitbot")][1000000]
+    assert float(rows[1000000]["ratio"]) == pytest.approx(0.9, abs=0.01)
+    assert float(rows[1000000]["sd_from_published"]) == pytest.approx(-0.1 * mean / sd, abs=0.01)
+    assert float(rows[1000000]["sd_from_published"]) < 0
+
+
 def test_several_games_get_the_mean_normalized_score(tmp_path):
     runs = [fake_run(tmp_path / game, game, 1.0) for game in ("starpilot", "fruitbot")]
     proc = run_script("scripts/compare_curves.py", *runs, "--out", tmp_path / "c.png", check=True)
