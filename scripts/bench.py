@@ -255,6 +255,10 @@ def markdown(rows, info, args):
                                if name in r["phases_s"])
             label = " ".join(filter(None, (r["figure"], r["framework"], r.get("experiment"))))
             out += ["", f"{label}, seconds per iteration by RLlib phase: {phases}"]
+    onednn = {r["tf_onednn"] for r in rows if "tf_onednn" in r}
+    if onednn:
+        # TF enables them by itself only on AVX-512-class CPUs; utils/__init__.py turns them on everywhere.
+        out += ["", "TF oneDNN kernels: " + "/".join("on" if on else "off" for on in sorted(onednn, reverse=True))]
     out += ["", "Packages: " + ", ".join(f"{k} {v}" for k, v in info["packages"].items()), ""]
     return "\n".join(out)
 
@@ -298,6 +302,11 @@ def main(argv=None):
         rate, extra = rate if isinstance(rate, tuple) else (rate, {})
         for key, value in extra.items():
             print(f"{key}: {value:.3f}")
+        if getattr(args, "framework", None) == "tf":
+            # Whether TF ran its oneDNN kernels (utils turns them on; TF_ENABLE_ONEDNN_OPTS=0 turns them off).
+            from tensorflow.python.util import _pywrap_util_port
+
+            print(f"tf_onednn: {int(_pywrap_util_port.IsMklEnabled())}")
         print(f"steps_per_second: {rate:.3f}", flush=True)
         return 0
     out = Path(args.out)

@@ -35,18 +35,20 @@ def quick_overrides(framework, experiment=None):
             f"model.custom_model={model}", f"model.custom_model_config={json.dumps(s['model'])}", *extra]
 
 
-def run_child(args, what, **kw):
-    """One measurement in a fresh process: {"steps_per_second": ..., plus phase_*_s for full training}."""
+def run_child(args, what, env=None, **kw):
+    """One measurement in a fresh process: {"steps_per_second": ..., plus phase_*_s for full training}.
+
+    env: variables set in that process's environment on top of this one's (a sweep variant's)."""
     cmd = [sys.executable, str(BENCH), "--child", what, "--iterations", str(args.iterations)]
     if args.quick:
         cmd.append("--quick")
     for key, value in kw.items():
         for item in value if isinstance(value, list) else [value]:
             cmd += [f"--{key}", str(item)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
     env.setdefault("RAY_TMPDIR", tempfile.mkdtemp(prefix="rb", dir="/tmp"))
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    figures = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if line.startswith(("steps_per_second: ", "phase_")))
+    figures = dict(line.split(": ", 1) for line in proc.stdout.splitlines() if line.startswith(("steps_per_second: ", "phase_", "tf_onednn: ")))
     if proc.returncode != 0 or "steps_per_second" not in figures:
         raise RuntimeError(f"{what} {kw} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     return {key: float(value) for key, value in figures.items()}
@@ -61,6 +63,8 @@ def summarize(runs, **fields):
     phases = {key[len("phase_"):-len("_s")]: value for key, value in typical.items() if key.startswith("phase_")}
     if phases:
         row["phases_s"] = phases
+    if "tf_onednn" in typical:
+        row["tf_onednn"] = bool(typical["tf_onednn"])  # TF's oneDNN kernels were on in that run
     return row
 
 

@@ -22,7 +22,8 @@ from scripts.bench_common import EXPERIMENTS, ROOT, gpu_count, machine, quick_ov
 
 
 def variants(framework, exp):
-    """(id, description, overrides, changes_numerics) for the fitted experiment of one framework.
+    """(id, description, overrides, changes_numerics, env) for the fitted experiment of one framework; env is
+    what the variant sets in the environment of its process (train.py's overrides cannot set it).
 
     The id is what --variants names. Overrides apply before the machine fitting, so a variant that
     changes games per runner names the fitted runner count too (the YAML's 4 runners would otherwise be
@@ -53,8 +54,11 @@ def variants(framework, exp):
         if runners > 0:
             out.append(("tf-runner-threads-1-1", "runner TF threads intra 1 inter 1 (default 2, 2)",
                         ["tf_session_args.intra_op_parallelism_threads=1", "tf_session_args.inter_op_parallelism_threads=1"], False))
+        # utils turns TF's oneDNN kernels on where TF itself would not (AVX2-only CPUs): this measures what that gives.
+        out.append(("tf-onednn-off", "TF's oneDNN kernels off (on by default, utils/__init__.py)", [], False,
+                    {"TF_ENABLE_ONEDNN_OPTS": "0"}))
     out.append(("bf16", "bf16 trunk (model.custom_model_config.bf16)", ["model.custom_model_config.bf16=true"], True))
-    return out
+    return [v if len(v) == 5 else (*v, {}) for v in out]
 
 
 def selected(args, candidates):
@@ -100,11 +104,11 @@ def sweep_framework(args, framework):
     candidates = selected(args, variants(framework, fitted_experiment(args, framework)))
     runs, errors = {vid: [] for vid, *_ in candidates}, {}
     for repeat in range(1, args.repeats + 1):
-        for vid, name, overrides, _ in candidates:
+        for vid, name, overrides, _, env in candidates:
             if vid in errors:
                 continue
             try:
-                run = run_child(args, "full_training", framework=framework, set=overrides)
+                run = run_child(args, "full_training", env=env, framework=framework, set=overrides)
             except RuntimeError as e:
                 # One variant RLlib refuses (or that crashes) must not cost the rest of a long sweep.
                 errors[vid] = str(e).strip().splitlines()[-1]
@@ -114,8 +118,9 @@ def sweep_framework(args, framework):
             print(f"sweep_{framework}_run: {vid} repeat {repeat}/{args.repeats}: {run['steps_per_second']:.1f} steps/s", flush=True)
     reference = runs["fitted"]
     rows = []
-    for vid, name, overrides, numerics in candidates:
-        fields = {"framework": framework, "id": vid, "variant": name, "overrides": overrides, "changes_numerics": numerics,
+    for vid, name, overrides, numerics, env in candidates:
+        fields = {"framework": framework, "id": vid, "variant": name, "overrides": [*(f"{k}={v}" for k, v in env.items()), *overrides],
+                  "changes_numerics": numerics,
                   **geometry(fitted_experiment(args, framework, overrides))}
         if vid in errors:
             rows.append({**fields, "error": errors[vid]})

@@ -34,6 +34,10 @@ def test_quick_bench_writes_table_and_json(tmp_path):
     phases = {r["framework"]: r["phases_s"] for r in data["rows"] if r["figure"] == "full_training" and "experiment" not in r}
     assert set(phases) == {"tf", "torch"} and all(p["sample"] > 0 and p["learn"] > 0 for p in phases.values())
     assert "full_training tf, seconds per iteration by RLlib phase: " in table
+    # TF's oneDNN kernels ran in every TF figure (utils turns them on where TF would not), and bench.md says so.
+    assert {r["tf_onednn"] for r in data["rows"] if r.get("framework") == "tf"} == {True}
+    assert not [r for r in data["rows"] if r.get("framework") == "torch" and "tf_onednn" in r]
+    assert "TF oneDNN kernels: on" in table
     assert "| full_training | torch, experiments/ppg.yaml |" in table and "full_training torch ppg, seconds per" in table
 
 
@@ -67,6 +71,17 @@ def test_quick_sweep_measures_variants_against_the_fitted_reference(tmp_path):
     # Repeats run the variants in turn, each one's runs spread over the sweep (here: one repeat, in order).
     order = [line.split(": ")[1].split()[0] for line in proc.stdout.splitlines() if line.startswith("sweep_torch_run: ")]
     assert order == ["fitted", "runners-1", "games-x2", "games-half", "bf16"]
+
+
+def test_quick_sweep_turns_tf_onednn_off_in_its_variant_only(tmp_path):
+    proc = run_script("scripts/bench.py", "--sweep", "--quick", "--repeats", "1", "--iterations", "1", "--frameworks", "tf",
+                      "--variants", "tf-onednn-off", "--out", tmp_path, check=True)
+    rows = {r["id"]: r for r in json.loads((tmp_path / "sweep.json").read_text())["rows"]}
+    assert set(rows) == {"fitted", "tf-onednn-off"} and not [r for r in rows.values() if "error" in r]
+    assert rows["fitted"]["tf_onednn"] is True and rows["tf-onednn-off"]["tf_onednn"] is False
+    assert rows["tf-onednn-off"]["overrides"] == ["TF_ENABLE_ONEDNN_OPTS=0"] and not rows["tf-onednn-off"]["changes_numerics"]
+    assert "| tf | tf-onednn-off | TF's oneDNN kernels off" in (tmp_path / "sweep.md").read_text()
+    assert "sweep_tf: TF's oneDNN kernels off (on by default, utils/__init__.py): " in proc.stdout
 
 
 def test_sweep_refuses_an_unknown_variant(tmp_path):

@@ -6,6 +6,10 @@ import utils  # noqa: F401  (TF_USE_LEGACY_KERAS, before TF or Ray load)
 import tensorflow as tf  # before Ray: importing RLlib first turns eager mode off
 
 # isort: split
+import os
+import subprocess
+import sys
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -17,6 +21,7 @@ from models.impala_cnn_tf import ImpalaCNN as ImpalaTF
 from models.impala_cnn_torch import ImpalaCNN as ImpalaTorch
 from models.my_vision_network import MyVisionNetwork
 from models.ppg_impala_cnn_torch import PPGImpalaCNN
+from tests.conftest import ROOT
 from utils.errors import UserError
 
 # Another test module may have imported RLlib before TF, which turns eager mode off for the whole
@@ -64,6 +69,18 @@ def param_count(model):
 def test_eager_mode_is_on():
     # Every TF test below runs eagerly; if an import order change turned it off they would fail obscurely.
     assert tf.executing_eagerly()
+
+
+@pytest.mark.parametrize("setting, enabled", [(None, True), ("0", False)])
+def test_tf_runs_onednn_kernels_unless_turned_off(setting, enabled):
+    # TF turns oneDNN on by itself only on AVX-512-class CPUs; on AVX2-only ones its Eigen kernels trained the
+    # IMPALA CNN 2-2.5x slower (README, Benchmark). utils turns it on everywhere; the user's TF_ENABLE_ONEDNN_OPTS wins.
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    if setting is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = setting
+    code = "import utils, tensorflow; from tensorflow.python.util import _pywrap_util_port as p; print(p.IsMklEnabled())"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert proc.stdout.split()[-1] == str(enabled)
 
 
 @pytest.mark.parametrize("name", sorted(MODEL_CLASSES))
