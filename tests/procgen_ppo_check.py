@@ -17,6 +17,8 @@ import utils  # noqa: E402,F401  (TF_USE_LEGACY_KERAS before TF/Ray)
 
 # Far below the gradients' natural global norm, so that clipping surely acts.
 GRAD_CLIP = 1e-4
+# Far below the ratios' movement in one iteration (KL about 2e-7 already), so that the surrogate surely clips.
+CLIP_PARAM = 1e-9
 
 
 def main(framework, out_dir, runners):
@@ -34,6 +36,8 @@ def main(framework, out_dir, runners):
         # A large step size, so that the policy moves measurably within the iteration although GRAD_CLIP keeps each
         # gradient near Adam's epsilon (KL about 2e-7 on TF, 1e-5 on torch; 5e-4 left TF's within float32 noise).
         f"grad_clip={GRAD_CLIP}", "lr=0.01",
+        # Each ratio that moves at all leaves [1 - clip, 1 + clip]: the reported clip fraction must then be above 0.
+        f"clip_param={CLIP_PARAM}",
     ]
     exp = load_experiment("experiments/learning-check.yaml", overrides, cpus=int(runners) + 1, gpus=0)
     ray.init(num_cpus=int(runners) + 1, include_dashboard=False, log_to_driver=False)
@@ -61,6 +65,7 @@ def main(framework, out_dir, runners):
         "grad_clip": GRAD_CLIP,
         "grad_gnorm_stat": float(stats["grad_gnorm"]),
         "kl": float(stats["kl"]),
+        "clip_fraction": float(stats["clip_fraction"]),
     }
     # Last: sampling once more moves the runners' reward-scaling statistics compared above.
     grads = applied_gradients(restored, restored.get_policy())

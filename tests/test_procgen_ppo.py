@@ -53,6 +53,14 @@ def test_advantages_are_normalized_per_minibatch(evaluate, suffix):
     np.testing.assert_allclose(out, NORMALIZED, rtol=1e-5)
 
 
+@pytest.mark.parametrize("evaluate, suffix", [(torch_value, "torch"), (tf_value, "tf")])
+def test_clip_fraction_counts_ratios_outside_the_clip_range_like_ppo2(evaluate, suffix):
+    # |r - 1| > 0.2 for 1.3, 0.7 and 1.25; 1.0 and 1.1 lie inside the clip range.
+    fraction = evaluate(getattr(losses, f"clip_fraction_{suffix}"), [1.3, 0.7, 1.0, 1.1, 1.25], clip=CLIP)
+    assert fraction == pytest.approx(3 / 5)
+    assert evaluate(getattr(losses, f"clip_fraction_{suffix}"), [1.0, 1.0], clip=CLIP) == 0
+
+
 def test_reward_scaling_divides_by_the_running_std_of_the_discounted_return():
     scaler = ReturnScaler(gamma=0.5, clip=10.0)
     # Returns of the fragment: 1, 0.5 * 1 + 1 = 1.5. Running stats from (mean 0, var 1, count 1e-4).
@@ -168,3 +176,5 @@ def test_one_iteration_trains_reports_game_returns_and_keeps_the_scaler_in_check
     assert facts["grad_gnorm_stat"] == pytest.approx(facts["grad_clip"], rel=1e-3), "the norm applied, as torch reports"
     # KL(sampling policy || updated one) is reported although the loss has no KL penalty (ppo2's approxkl).
     assert facts["kl"] > 0, facts["kl"]
+    # ppo2's clipfrac, a share of each minibatch: with clip_param 1e-9 every ratio that moved counts.
+    assert 0 < facts["clip_fraction"] <= 1, facts["clip_fraction"]

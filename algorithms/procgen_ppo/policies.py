@@ -114,6 +114,7 @@ def torch_policy_class():
             stats["total_loss"], stats["mean_policy_loss"], stats["mean_vf_loss"] = total, policy_loss, vf_loss
             stats["vf_explained_var"] = explained_variance(targets, values)
             stats["mean_entropy"], stats["mean_kl_loss"] = entropy, kl
+            stats["clip_fraction"] = losses.clip_fraction_torch(ratio.detach(), clip)
             return total
 
         def _drac_regularizer(self, model, dist_class, train_batch, dist, values):
@@ -125,6 +126,7 @@ def torch_policy_class():
 
         def stats_fn(self, train_batch):
             stats = super().stats_fn(train_batch)
+            stats["clip_fraction"] = float(torch.mean(torch.stack(self.get_tower_stats("clip_fraction"))))
             if self.config.get("augmentation"):
                 stats["drac_regularizer"] = float(torch.mean(torch.stack(self.get_tower_stats("drac_regularizer"))).detach())
             return stats
@@ -179,6 +181,11 @@ def tf_policy_class():
             self._total_loss, self._mean_policy_loss, self._mean_vf_loss = total, policy_loss, vf_loss
             self._mean_entropy, self._value_fn_out = entropy, values
             self._mean_kl_loss = self._mean_kl = kl
+            self._clip_fraction = losses.clip_fraction_tf(ratio, clip)
             return total
+
+        def stats_fn(self, train_batch):
+            # ppo2 logs its clipfrac beside approxkl (train-procgen's progress CSVs, loss/clipfrac).
+            return {**super().stats_fn(train_batch), "clip_fraction": self._clip_fraction}
 
     return ProcgenPPOTFPolicy
