@@ -36,7 +36,8 @@ def quick_overrides(framework, experiment=None):
 
 
 def run_child(args, what, env=None, **kw):
-    """One measurement in a fresh process: {"steps_per_second": ..., plus phase_*_s for full training}.
+    """One measurement in a fresh process: {"steps_per_second": ..., plus phase_*_s for full training, plus
+    tf_onednn (1.0 or 0.0: whether TF's oneDNN kernels were on) for a TF child}.
 
     env: variables set in that process's environment on top of this one's (a sweep variant's)."""
     cmd = [sys.executable, str(BENCH), "--child", what, "--iterations", str(args.iterations)]

@@ -17,13 +17,23 @@ import os
 import statistics
 import sys
 import time
+from typing import NamedTuple
 
 from scripts.bench_common import EXPERIMENTS, ROOT, gpu_count, machine, quick_overrides, run_child, summarize
 
 
+class Variant(NamedTuple):
+    """One sweep row: what --variants names, the row's text, train.py overrides, whether it changes PPO's
+    numerics, and what it sets in the environment of its process (train.py's overrides cannot set that)."""
+    id: str
+    description: str
+    overrides: list
+    changes_numerics: bool
+    env: dict = {}  # read only (run_child copies it into the child's environment)
+
+
 def variants(framework, exp):
-    """(id, description, overrides, changes_numerics, env) for the fitted experiment of one framework; env is
-    what the variant sets in the environment of its process (train.py's overrides cannot set it).
+    """The Variants of the fitted experiment of one framework, the "fitted" reference first.
 
     The id is what --variants names. Overrides apply before the machine fitting, so a variant that
     changes games per runner names the fitted runner count too (the YAML's 4 runners would otherwise be
@@ -33,32 +43,32 @@ def variants(framework, exp):
     runners, games, fragment = g["runners"], g["games_per_runner"], g["fragment"]
     total_games = max(runners, 1) * games
     runs = f"{runners} runner{'s' * (runners != 1)}"
-    out = [("fitted", "fitted", [], False)]
+    out = [Variant("fitted", "fitted", [], False)]
     if runners > 0:
-        out.append(("runners-0", f"0 runners x {total_games} games (sample in the learner process)",
-                    ["num_env_runners=0", f"num_envs_per_env_runner={total_games}"], False))
+        out.append(Variant("runners-0", f"0 runners x {total_games} games (sample in the learner process)",
+                           ["num_env_runners=0", f"num_envs_per_env_runner={total_games}"], False))
     else:
-        out.append(("runners-1", f"1 runner x {total_games} games (sample beside the learner)",
-                    ["num_env_runners=1", f"num_envs_per_env_runner={total_games}"], False))
+        out.append(Variant("runners-1", f"1 runner x {total_games} games (sample beside the learner)",
+                           ["num_env_runners=1", f"num_envs_per_env_runner={total_games}"], False))
     if fragment % 2 == 0:
-        out.append(("games-x2", f"{runs} x {games * 2} games x {fragment // 2} steps",
-                    [f"num_env_runners={runners}", f"num_envs_per_env_runner={games * 2}", f"rollout_fragment_length={fragment // 2}"], False))
+        out.append(Variant("games-x2", f"{runs} x {games * 2} games x {fragment // 2} steps",
+                           [f"num_env_runners={runners}", f"num_envs_per_env_runner={games * 2}", f"rollout_fragment_length={fragment // 2}"], False))
     if games % 2 == 0:
-        out.append(("games-half", f"{runs} x {games // 2} games x {fragment * 2} steps",
-                    [f"num_env_runners={runners}", f"num_envs_per_env_runner={games // 2}", f"rollout_fragment_length={fragment * 2}"], False))
+        out.append(Variant("games-half", f"{runs} x {games // 2} games x {fragment * 2} steps",
+                           [f"num_env_runners={runners}", f"num_envs_per_env_runner={games // 2}", f"rollout_fragment_length={fragment * 2}"], False))
     if framework == "tf":
         for intra, inter in ((2, 1), (1, 1)):
-            out.append((f"tf-learner-threads-{intra}-{inter}", f"learner TF threads intra {intra} inter {inter} (default 8, 8)",
-                        [f"local_tf_session_args.intra_op_parallelism_threads={intra}",
-                         f"local_tf_session_args.inter_op_parallelism_threads={inter}"], False))
+            out.append(Variant(f"tf-learner-threads-{intra}-{inter}", f"learner TF threads intra {intra} inter {inter} (default 8, 8)",
+                               [f"local_tf_session_args.intra_op_parallelism_threads={intra}",
+                                f"local_tf_session_args.inter_op_parallelism_threads={inter}"], False))
         if runners > 0:
-            out.append(("tf-runner-threads-1-1", "runner TF threads intra 1 inter 1 (default 2, 2)",
-                        ["tf_session_args.intra_op_parallelism_threads=1", "tf_session_args.inter_op_parallelism_threads=1"], False))
+            out.append(Variant("tf-runner-threads-1-1", "runner TF threads intra 1 inter 1 (default 2, 2)",
+                               ["tf_session_args.intra_op_parallelism_threads=1", "tf_session_args.inter_op_parallelism_threads=1"], False))
         # utils turns TF's oneDNN kernels on where TF itself would not (AVX2-only CPUs): this measures what that gives.
-        out.append(("tf-onednn-off", "TF's oneDNN kernels off (on by default, utils/__init__.py)", [], False,
-                    {"TF_ENABLE_ONEDNN_OPTS": "0"}))
-    out.append(("bf16", "bf16 trunk (model.custom_model_config.bf16)", ["model.custom_model_config.bf16=true"], True))
-    return [v if len(v) == 5 else (*v, {}) for v in out]
+        out.append(Variant("tf-onednn-off", "TF's oneDNN kernels off (on by default, utils/__init__.py)", [], False,
+                           {"TF_ENABLE_ONEDNN_OPTS": "0"}))
+    out.append(Variant("bf16", "bf16 trunk (model.custom_model_config.bf16)", ["model.custom_model_config.bf16=true"], True))
+    return out
 
 
 def selected(args, candidates):

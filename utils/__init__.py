@@ -11,7 +11,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX-512 and the like; on an AVX2-only CPU
 # (AMD EPYC Milan, for one) it falls back to its slower Eigen kernels and the IMPALA CNN learns 2-2.5x slower
-# (README, Benchmark). On, as on the machines the paper runs used; TF_ENABLE_ONEDNN_OPTS=0 turns it off.
+# (README, Benchmark). On, as on the AVX-512 hosts this project's reference runs (reference/runs) were made on;
+# TF_ENABLE_ONEDNN_OPTS=0 turns it off.
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 # Ray starts its worker processes (the env runners) at nice 15, below everything else on the machine: on a
 # busy machine they starved (3% of a core while two other processes ran) and sampling timed out (issue 10).
