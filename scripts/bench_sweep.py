@@ -52,18 +52,22 @@ def variants(framework, exp):
                            ["num_env_runners=1", f"num_envs_per_env_runner={total_games}"], False))
     if fragment % 2 == 0:
         out.append(Variant("games-x2", f"{runs} x {games * 2} games x {fragment // 2} steps",
-                           [f"num_env_runners={runners}", f"num_envs_per_env_runner={games * 2}", f"rollout_fragment_length={fragment // 2}"], False))
+                           [f"num_env_runners={runners}", f"num_envs_per_env_runner={games * 2}",
+                            f"rollout_fragment_length={fragment // 2}"], False))
     if games % 2 == 0:
         out.append(Variant("games-half", f"{runs} x {games // 2} games x {fragment * 2} steps",
-                           [f"num_env_runners={runners}", f"num_envs_per_env_runner={games // 2}", f"rollout_fragment_length={fragment * 2}"], False))
+                           [f"num_env_runners={runners}", f"num_envs_per_env_runner={games // 2}",
+                            f"rollout_fragment_length={fragment * 2}"], False))
     if framework == "tf":
         for intra, inter in ((2, 1), (1, 1)):
-            out.append(Variant(f"tf-learner-threads-{intra}-{inter}", f"learner TF threads intra {intra} inter {inter} (default 8, 8)",
+            out.append(Variant(f"tf-learner-threads-{intra}-{inter}",
+                               f"learner TF threads intra {intra} inter {inter} (default 8, 8)",
                                [f"local_tf_session_args.intra_op_parallelism_threads={intra}",
                                 f"local_tf_session_args.inter_op_parallelism_threads={inter}"], False))
         if runners > 0:
             out.append(Variant("tf-runner-threads-1-1", "runner TF threads intra 1 inter 1 (default 2, 2)",
-                               ["tf_session_args.intra_op_parallelism_threads=1", "tf_session_args.inter_op_parallelism_threads=1"], False))
+                               ["tf_session_args.intra_op_parallelism_threads=1",
+                                "tf_session_args.inter_op_parallelism_threads=1"], False))
         # utils turns TF's oneDNN kernels on where TF itself would not (AVX2-only CPUs): this measures what that gives.
         out.append(Variant("tf-onednn-off", "TF's oneDNN kernels off (on by default, utils/__init__.py)", [], False,
                            {"TF_ENABLE_ONEDNN_OPTS": "0"}))
