@@ -358,38 +358,34 @@ tiny-eval:
 """
 
 
-def test_evaluate_two_games_reports_real_rollouts(tmp_path):
-    experiment = tmp_path / "tiny.yaml"
-    experiment.write_text(TINY)
-    env = {"EXPERIMENT": str(experiment), "ENVS": "bigfish,starpilot", "TIMESTEPS": "1024", "EPISODES": "2",
-           "OUTPUTS_DIR": str(tmp_path / "out")}
-    proc = sh("./run.sh", "--evaluate", cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    (eval_dir,) = (tmp_path / "out" / "evaluation").iterdir()
+def check_default_track_report(proc, eval_dir, key, games, timesteps):
+    """What `--evaluate` on the default track (NUM_LEVELS unset) must leave for `games`, trained with experiment
+    `key` for `timesteps` steps each: real rollouts scored by the normalization constants, the grader's outputs
+    layout, evaluation.json / .md / .png and the summary lines."""
     report = json.loads((eval_dir / "evaluation.json").read_text())
-    assert [r["game"] for r in report["results"]] == ["bigfish", "starpilot"]
+    assert [r["game"] for r in report["results"]] == games and not report.get("num_levels")
     for row in report["results"]:
         game_dir = eval_dir / row["game"]
         rollout = json.loads((game_dir / "rollout.json").read_text())
         returns = [e["return"] for e in rollout["per_episode"]]
-        assert row["status"] == "ok" and row["stopped_by"] == "timesteps_total" and row["env_steps"] == 1024
-        assert row["episodes"] == len(returns) == 2 and rollout["env_name"] == row["game"]
-        assert row["mean_return"] == pytest.approx(sum(returns) / 2)
+        assert row["status"] == "ok" and row["stopped_by"] == "timesteps_total" and row["env_steps"] == timesteps
+        assert row["episodes"] == len(returns) and rollout["env_name"] == row["game"]
+        assert row["mean_return"] == pytest.approx(sum(returns) / len(returns))
         game = GAMES[row["game"]]
         assert row["normalized_score"] == pytest.approx((row["mean_return"] - game.easy_min) / (game.easy_max - game.easy_min))
         # As on the grader: the game's own OUTPUTS_DIR and env_name; --rollout found the checkpoint --train wrote.
-        run_dir = game_dir / "outputs" / "tiny-eval" / row["game"]
+        run_dir = game_dir / "outputs" / key / row["game"]
         assert Path(row["checkpoint"]).parent == run_dir / "checkpoints"
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text())["tiny-eval"]
-        assert saved["config"]["env_config"]["env_name"] == row["game"] and saved["stop"]["timesteps_total"] == 1024
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())[key]
+        assert saved["config"]["env_config"]["env_name"] == row["game"] and saved["stop"]["timesteps_total"] == timesteps
     scores = [r["normalized_score"] for r in report["results"]]
-    assert report["mean_normalized_score"] == pytest.approx(sum(scores) / 2)
-    assert report["settings"]["timesteps"] == 1024 and report["settings"]["cpus"] <= 8
+    assert report["mean_normalized_score"] == pytest.approx(sum(scores) / len(scores))
+    assert report["settings"]["timesteps"] == timesteps and report["settings"]["cpus"] <= 8
 
     table = (eval_dir / "evaluation.md").read_text()
     assert "| game | env steps | train wall (s) | stopped by | steps/s | episodes | mean return | normalized score |" in table
     for row in report["results"]:
-        assert f"| {row['game']} | 1,024 | " in table and f"| {row['normalized_score']:.3f} |" in table
+        assert f"| {row['game']} | {timesteps:,} | " in table and f"| {row['normalized_score']:.3f} |" in table
     assert f"**{report['mean_normalized_score']:.3f}**" in table
     assert table in proc.stdout and f"mean_normalized_score: {report['mean_normalized_score']:.4f}" in proc.stdout
 
@@ -413,8 +409,10 @@ def shrunk(name, tmp_path, **config):
     ("drac.yaml", {}, {"NUM_LEVELS": "200"}),
 ])
 def test_evaluate_grades_ppg_and_drac_as_shipped_at_a_tiny_budget(tmp_path, name, config, env):
-    # Issue 16: the winners' methods go through the grader's path; PPG with n_pi 2 runs its auxiliary phase after
-    # the second of its two iterations.
+    """Issue 16: the winners' methods go through the grader's path; PPG with n_pi 2 runs its auxiliary phase after
+    the second of its two iterations. PPG runs the default track (its report checked in full), DrAC the
+    generalization track (test_evaluate_generalization_track_scores_training_and_unseen_levels checks that one's
+    report on two games)."""
     key, experiment = shrunk(name, tmp_path, **config)
     proc = sh("./run.sh", "--evaluate", cwd=ROOT, env={"EXPERIMENT": str(experiment), "ENVS": "bigfish", "TIMESTEPS": "1024",
                                                         "EPISODES": "2", "OUTPUTS_DIR": str(tmp_path / "out"), **env})
@@ -426,6 +424,7 @@ def test_evaluate_grades_ppg_and_drac_as_shipped_at_a_tiny_budget(tmp_path, name
     results = [json.loads(line) for line in (run_dir / "result.json").read_text().splitlines()]
     stats = "info/learner/default_policy/learner_stats/"  # result.json's keys are flattened
     if name == "ppg.yaml":
+        check_default_track_report(proc, eval_dir, key, ["bigfish"], 1024)
         assert [r[stats + "aux_phases"] for r in results] == [0, 1] and results[-1][stats + "aux_samples"] >= 1024
         assert "aux_vf_true" not in str(results[0]) and math.isfinite(results[1][stats + "aux_vf_true"])
     else:
@@ -453,6 +452,7 @@ def test_evaluate_generalization_track_scores_training_and_unseen_levels(tmp_pat
         assert on_train["levels"] == {"start_level": 0, "num_levels": 200}
         assert on_test["levels"] == {"start_level": 200, "num_levels": 2**31 - 1 - 200}, "no training level can come up"
         assert row["status"] == "ok" and row["train_levels_episodes"] == row["episodes"] == 2
+        assert row["stopped_by"] == "timesteps_total" and row["env_steps"] == 1024
         assert row["train_levels_normalized_score"] == pytest.approx(normalized_score(row["game"], on_train["mean_return"]))
         assert row["normalized_score"] == pytest.approx(normalized_score(row["game"], on_test["mean_return"]))
     scores = {r["game"]: r["normalized_score"] for r in report["results"]}
@@ -471,6 +471,8 @@ def test_evaluate_generalization_track_scores_training_and_unseen_levels(tmp_pat
     assert table in proc.stdout
     assert f"weighted_mean_normalized_score: {weighted:.4f}" in proc.stdout
     assert "track: generalization: trains on levels [0, 200), scored on unseen levels [200, 2147483647)" in proc.stdout
+    png = (eval_dir / "normalized_scores.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
 
 
 def test_evaluate_refuses_bad_levels_and_weights_before_training(tmp_path):
