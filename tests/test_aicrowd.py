@@ -443,12 +443,18 @@ def test_evaluate_generalization_track_scores_training_and_unseen_levels(tmp_pat
     report = json.loads((eval_dir / "evaluation.json").read_text())
     assert report["track"] == "generalization" and report["num_levels"] == 200
     assert report["train_levels"] == [0, 200] and report["test_levels"] == [200, 2**31 - 1]
+    assert [r["game"] for r in report["results"]] == ["bigfish", "starpilot"], "in ENVS order"
     for row in report["results"]:
         game_dir = eval_dir / row["game"]
-        saved = yaml.safe_load((game_dir / "outputs" / "tiny-eval" / row["game"] / "config.yaml").read_text())["tiny-eval"]
+        run_dir = game_dir / "outputs" / "tiny-eval" / row["game"]
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())["tiny-eval"]
         assert saved["config"]["env_config"]["num_levels"] == 200 and saved["config"]["env_config"]["start_level"] == 0
+        # Each game trained and rolled out as itself, from the checkpoint its own training wrote.
+        assert saved["config"]["env_config"]["env_name"] == row["game"] and saved["stop"]["timesteps_total"] == 1024
+        assert Path(row["checkpoint"]).parent == run_dir / "checkpoints"
         on_train = json.loads((game_dir / "rollout-train-levels.json").read_text())
         on_test = json.loads((game_dir / "rollout.json").read_text())
+        assert on_train["env_name"] == on_test["env_name"] == row["game"]
         assert on_train["levels"] == {"start_level": 0, "num_levels": 200}
         assert on_test["levels"] == {"start_level": 200, "num_levels": 2**31 - 1 - 200}, "no training level can come up"
         assert row["status"] == "ok" and row["train_levels_episodes"] == row["episodes"] == 2
